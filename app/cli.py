@@ -1,0 +1,72 @@
+"""The `hookstream` command: `serve`, and `admin create-key NAME` for the operator."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from app.catalog import filter_matches
+from app.settings import Settings, SettingsError
+from storage import create_storage
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        sys.exit(f"hookstream: configuration error: {exc}")
+
+
+def serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from app.main import create_app
+
+    settings = _settings()
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        log_level="info",
+        proxy_headers=True,
+        timeout_graceful_shutdown=5,
+    )
+
+
+async def _create_key(name: str) -> str:
+    from app.routes.admin import issue_api_key
+
+    settings = _settings()
+    storage = create_storage(settings.database_url, matcher=filter_matches)
+    await storage.open()
+    try:
+        _, secret = await issue_api_key(storage, name)
+    finally:
+        await storage.close()
+    return secret
+
+
+def create_key(args: argparse.Namespace) -> None:
+    print(asyncio.run(_create_key(args.name)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="hookstream", description="Webhook event server.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_parser = commands.add_parser("serve", help="run the HTTP server (settings from the environment)")
+    serve_parser.add_argument("--host", help="interface to bind (default $HOOKSTREAM_HOST or 0.0.0.0)")
+    serve_parser.add_argument("--port", type=int, help="port to listen on (default $PORT or 8000)")
+    serve_parser.set_defaults(handler=serve)
+    admin = commands.add_parser("admin", help="operator tasks on the database in DATABASE_URL")
+    admin_commands = admin.add_subparsers(dest="admin_command", required=True)
+    key_parser = admin_commands.add_parser("create-key", help="create an API key and print it (shown once)")
+    key_parser.add_argument("name", help="a label for whom the key is for")
+    key_parser.set_defaults(handler=create_key)
+    args = parser.parse_args(argv)
+    args.handler(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""Identifiers: webhook ids, sortable event ids, API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import time
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def webhook_id() -> str:
+    """24 lowercase hex characters."""
+    return secrets.token_hex(12)
+
+
+def event_id() -> str:
+    """`evt_` and a ULID: 48 bits of milliseconds then 80 random bits, Crockford base32, so ids sort by time."""
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "evt_" + "".join(reversed(chars))
+
+
+def account_id() -> str:
+    """`acc_` and 16 random hex characters."""
+    return "acc_" + secrets.token_hex(8)
+
+
+def api_key_id() -> str:
+    return "key_" + secrets.token_hex(8)
+
+
+def api_key_secret() -> str:
+    """The secret a customer sends as `x-api-key`; shown once, stored hashed."""
+    return "hk_" + secrets.token_urlsafe(32)
+
+
+def hash_secret(secret: str) -> bytes:
+    """SHA-256 of a high-entropy secret: enough against offline guessing, and cheap per request."""
+    return hashlib.sha256(secret.encode()).digest()

@@ -1,0 +1,120 @@
+"""The app factory: routes, error handling, and the lifespan that owns storage and background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.catalog import EventCatalog, filter_matches
+from app.context import Context
+from app.errors import HookstreamError, MethodNotAllowed, NotFound
+from app.hub import Hub
+from app.responses import error_response
+from app.routes import accounts, admin, events, health, webhooks
+from app.settings import Settings
+from storage import create_storage
+
+logger = logging.getLogger("hookstream")
+
+
+def _action(request: Request) -> str:
+    endpoint = request.scope.get("endpoint")
+    return getattr(endpoint, "__name__", "error")
+
+
+async def _hookstream_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HookstreamError)
+    return error_response(exc, _action(request))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    error: HookstreamError
+    if exc.status_code == 404:
+        error = NotFound(f"No route {request.method} {request.url.path}.", code="route_not_found")
+    elif exc.status_code == 405:
+        error = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}.")
+    else:
+        error = HookstreamError(str(exc.detail), code="http_error")
+        error.status_code = exc.status_code
+    return error_response(error, _action(request))
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(HookstreamError("Something went wrong on our side; try again."), _action(request))
+
+
+async def prune_forever(ctx: Context) -> None:
+    """Delete events older than the retention window, in bounded batches that leave room for appends."""
+    settings = ctx.settings
+    while True:
+        try:
+            cutoff = time.time_ns() // 1000 - int(settings.retention * 1_000_000)
+            while await ctx.storage.prune(cutoff, settings.retention_batch) >= settings.retention_batch:
+                await asyncio.sleep(0.01)
+        except Exception:
+            logger.exception("retention pass failed; retrying in %ss", settings.retention_interval)
+        await asyncio.sleep(settings.retention_interval)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """A hookstream ASGI app; settings default to the environment."""
+    settings = settings or Settings.from_env()
+    catalog = EventCatalog.load(settings.event_types)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        storage = create_storage(
+            settings.database_url, matcher=filter_matches, sqlite_synchronous=settings.sqlite_synchronous
+        )
+        await storage.open()
+        hub = Hub()
+        hub.head_seq = (await storage.log_state()).head_seq
+        storage.subscribe(hub.publish)
+        ctx = Context(settings=settings, storage=storage, catalog=catalog, hub=hub)
+        app.state.context = ctx
+        retention = asyncio.create_task(prune_forever(ctx), name="hookstream-retention")
+        for service in ctx.services:
+            await service.start()
+        try:
+            yield
+        finally:
+            for service in reversed(ctx.services):
+                await service.stop()
+            retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await retention
+            await storage.close()
+
+    middleware = []
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
+                allow_headers=["x-api-key", "content-type", "last-event-id", "authorization"],
+                expose_headers=["Hookstream-Epoch"],
+            )
+        )
+    return Starlette(
+        routes=[*health.routes, *admin.routes, *accounts.routes, *events.routes, *webhooks.routes],
+        middleware=middleware,
+        exception_handlers={
+            HookstreamError: _hookstream_error,
+            HTTPException: _http_error,
+            Exception: _unexpected_error,
+        },
+        lifespan=lifespan,
+    )

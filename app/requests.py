@@ -1,0 +1,100 @@
+"""Reading requests: credentials, JSON bodies and query parameters, each failure a clear 4xx."""
+
+from __future__ import annotations
+
+import hmac
+import re
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from app.context import context
+from app.errors import BadRequest, PayloadTooLarge, Unauthorized
+from app.ids import hash_secret
+from storage.base import ApiKey
+
+_INTEGER = re.compile(r"^\d{1,18}$")
+
+
+async def customer(request: Request) -> ApiKey:
+    """The API key sent as `x-api-key`, or 401."""
+    secret = request.headers.get("x-api-key")
+    if not secret:
+        raise Unauthorized("Send your API key in the x-api-key header.", code="missing_api_key")
+    key = await context(request).storage.api_key_by_hash(hash_secret(secret))
+    if key is None:
+        raise Unauthorized("The API key is not valid or has been revoked.", code="invalid_api_key")
+    return key
+
+
+def require_admin(request: Request) -> None:
+    """Pass only with `Authorization: Bearer <HOOKSTREAM_ADMIN_TOKEN>`."""
+    expected = context(request).settings.admin_token
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        raise Unauthorized("Send the admin token as 'Authorization: Bearer <token>'.", code="missing_admin_token")
+    if (
+        expected is None
+        or scheme.lower() != "bearer"
+        or not hmac.compare_digest(token.strip().encode(), expected.encode())
+    ):
+        raise Unauthorized("The admin token is not valid.", code="invalid_admin_token")
+
+
+async def json_body(request: Request, *, required: bool = True) -> dict[str, Any]:
+    """The request's JSON object body; 413 past the body limit, 400 when not a JSON object."""
+    limit = context(request).settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"The body is larger than the limit of {limit} bytes.", code="body_too_large")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"The body is larger than the limit of {limit} bytes.", code="body_too_large")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        if required:
+            raise BadRequest("The request needs a JSON object body.", code="invalid_json")
+        return {}
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"The body is not valid JSON: {exc}.", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise BadRequest("The body must be a JSON object.", code="invalid_json")
+    return body
+
+
+def query_int(request: Request, name: str, *, minimum: int) -> int | None:
+    """An integer query parameter ≥ `minimum`, None when absent; 400 naming it otherwise."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    if not _INTEGER.match(raw) or int(raw) < minimum:
+        kind = "a positive integer" if minimum == 1 else "a non-negative integer"
+        raise BadRequest(f"Query parameter {name} must be {kind}, not {raw!r}.", field=name)
+    return int(raw)
+
+
+def optional_str(body: dict[str, Any], name: str, *, max_length: int = 255) -> str | None:
+    """A string field of the body, None when absent or null; 400 naming it otherwise."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= max_length:
+        raise BadRequest(f"{name} must be a string of 1 to {max_length} characters.", field=name)
+    return value
+
+
+def reject_unknown(body: dict[str, Any], allowed: tuple[str, ...], where: str = "") -> None:
+    """400 naming the first field that is not one of `allowed`."""
+    for name in body:
+        if name not in allowed:
+            raise BadRequest(
+                f"Unknown field {where}{name!r}; allowed fields: {', '.join(allowed)}.", field=f"{where}{name}"
+            )

@@ -1,0 +1,59 @@
+"""The SPEC's response shapes: success envelopes, error bodies, times."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+from app.errors import HookstreamError
+
+JSON_TYPE = "application/json"
+
+
+def iso_micros(micros: int | None = None) -> str:
+    """ISO 8601 UTC with microseconds and `Z`."""
+    if micros is None:
+        micros = time.time_ns() // 1000
+    moment = datetime.fromtimestamp(micros / 1_000_000, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
+
+
+def iso_millis(micros: int | None = None) -> str:
+    """ISO 8601 UTC with milliseconds and `Z`, as event timestamps are written."""
+    return iso_micros(micros)[:23] + "Z"
+
+
+def metadata(action: str) -> dict[str, Any]:
+    return {"action": action, "credits_consumed": 0, "timestamp": iso_micros()}
+
+
+class JSONResponse(Response):
+    """A response serialized with orjson."""
+
+    media_type = JSON_TYPE
+
+    def render(self, content: Any) -> bytes:
+        if isinstance(content, bytes):
+            return content
+        return orjson.dumps(content)
+
+
+def success(data: Any, action: str, status_code: int = 200) -> JSONResponse:
+    """The `{"success": true, "data", "metadata"}` envelope."""
+    return JSONResponse({"success": True, "data": data, "metadata": metadata(action)}, status_code=status_code)
+
+
+def error_response(exc: HookstreamError, action: str = "error") -> JSONResponse:
+    """The one place an error becomes the SPEC's error body."""
+    error: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    field = getattr(exc, "field", None)
+    if field is not None:
+        error["field"] = field
+    headers = {"Retry-After": "1"} if exc.status_code in (429, 503) else None
+    return JSONResponse(
+        {"success": False, "error": error, "metadata": metadata(action)}, status_code=exc.status_code, headers=headers
+    )

@@ -1,0 +1,96 @@
+"""`/v2/accounts`: the connected accounts an API key owns (SPEC §5.1)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from app.context import context
+from app.errors import BadRequest, Conflict, NotFound
+from app.ids import account_id as new_account_id
+from app.requests import customer, json_body, optional_str, reject_unknown
+from app.responses import iso_micros, success
+from storage.base import Account, AccountExists, ApiKey, WebhookChange
+
+ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+=-]{0,127}$")
+CONNECTOR = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:]{0,199}$")
+
+
+def account_json(account: Account) -> dict[str, Any]:
+    return {
+        "account_id": account.id,
+        "name": account.name,
+        "connector": account.connector,
+        "monitoring": "running" if account.active_webhooks else "idle",
+        "status_reason": None,
+        "active_webhooks": account.active_webhooks,
+        "created_at": iso_micros(account.created_at),
+    }
+
+
+async def owned_account(request: Request, key: ApiKey, account_id: str) -> Account:
+    """The account if this key owns it; 404 otherwise, whether or not it exists."""
+    account = await context(request).storage.get_account(account_id)
+    if account is None or account.api_key_id != key.id:
+        raise NotFound(f"No account {account_id!r}.", code="account_not_found")
+    return account
+
+
+async def create_account(request: Request) -> Response:
+    key = await customer(request)
+    body = await json_body(request, required=False)
+    reject_unknown(body, ("account_id", "name", "connector"))
+    account_id = optional_str(body, "account_id", max_length=128)
+    if account_id is None:
+        account_id = new_account_id()
+    elif not ACCOUNT_ID.match(account_id):
+        raise BadRequest(
+            "account_id must be 1-128 characters: letters, digits and _ . : @ + = -, starting with a letter or digit.",
+            field="account_id",
+        )
+    name = optional_str(body, "name", max_length=200)
+    ctx = context(request)
+    connector = optional_str(body, "connector", max_length=200) or ctx.settings.default_connector
+    if not CONNECTOR.match(connector):
+        raise BadRequest("connector must be a connector name or a package.module:Class path.", field="connector")
+    try:
+        account = await ctx.storage.create_account(account_id, key.id, name, connector)
+    except AccountExists:
+        raise Conflict(f"An account with id {account_id!r} already exists.", code="account_exists") from None
+    return success(account_json(account), "create_account", 201)
+
+
+async def list_accounts(request: Request) -> Response:
+    key = await customer(request)
+    accounts = await context(request).storage.list_accounts(key.id)
+    return success([account_json(account) for account in accounts], "list_accounts")
+
+
+async def get_account(request: Request) -> Response:
+    key = await customer(request)
+    account = await owned_account(request, key, request.path_params["account_id"])
+    return success(account_json(account), "get_account")
+
+
+async def delete_account(request: Request) -> Response:
+    key = await customer(request)
+    account = await owned_account(request, key, request.path_params["account_id"])
+    ctx = context(request)
+    deleted = await ctx.storage.delete_account(account.id)
+    for webhook in deleted:
+        await ctx.webhook_changed(WebhookChange(webhook, account_active_webhooks=0))
+    return success(
+        {"account_id": account.id, "deleted": True, "webhooks_deleted": [w.id for w in deleted]}, "delete_account"
+    )
+
+
+routes = [
+    Route("/v2/accounts", create_account, methods=["POST"]),
+    Route("/v2/accounts", list_accounts, methods=["GET"]),
+    Route("/v2/accounts/{account_id}", get_account, methods=["GET"]),
+    Route("/v2/accounts/{account_id}", delete_account, methods=["DELETE"]),
+]

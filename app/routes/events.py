@@ -1,0 +1,174 @@
+"""The log's doors: ingest (SPEC §6), polling (§5.3), test events and the catalog (§4, §5.5)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from app.context import context
+from app.envelopes import build_event, encode
+from app.errors import BadRequest, Conflict, NotFound
+from app.ids import event_id
+from app.requests import customer, json_body, query_int, reject_unknown, require_admin
+from app.responses import JSONResponse, iso_millis, success
+from app.routes.webhooks import owned_webhook
+from storage.base import AccountNotMonitored, EventIdConflict, FeedPage, NewEvent, UnknownAccount
+
+MAX_BATCH = 1000
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+MAX_WAIT = 60.0
+
+
+async def ingest(request: Request) -> Response:
+    require_admin(request)
+    account_id = request.path_params["account_id"]
+    body = await json_body(request)
+    ctx = context(request)
+    build = {"account_id": account_id, "catalog": ctx.catalog, "max_bytes": ctx.settings.max_event_bytes}
+    events: list[NewEvent]
+    if "events" in body:
+        reject_unknown(body, ("events",))
+        raw_events = body["events"]
+        if not isinstance(raw_events, list) or not 1 <= len(raw_events) <= MAX_BATCH:
+            raise BadRequest(f"events must be a list of 1 to {MAX_BATCH} events.", field="events")
+        events = [build_event(raw, where=f"events[{index}].", **build) for index, raw in enumerate(raw_events)]
+    else:
+        events = [build_event(body, **build)]
+    try:
+        result = await ctx.storage.append(account_id, events)
+    except UnknownAccount:
+        raise NotFound(f"No account {account_id!r}.", code="account_not_found") from None
+    except AccountNotMonitored:
+        raise Conflict(
+            f"Account {account_id!r} has no active webhook, so it is not monitored and its events are not stored.",
+            code="account_not_monitored",
+        ) from None
+    except EventIdConflict as exc:
+        index = next(i for i, event in enumerate(events) if event.id == exc.event_id)
+        field = f"events[{index}].id" if "events" in body else "id"
+        raise Conflict(
+            f"{field} {exc.event_id!r} is already the id of another account's event.", code="event_id_conflict"
+        ) from None
+    return success({"events": [{"id": a.id, "seq": a.seq} for a in result.appended]}, "ingest_events", 201)
+
+
+def _wait_seconds(request: Request) -> float:
+    raw = request.query_params.get("wait")
+    if raw is None:
+        return 0.0
+    try:
+        wait = float(raw)
+    except ValueError:
+        wait = math.nan
+    if not 0 <= wait <= MAX_WAIT:
+        raise BadRequest(f"Query parameter wait must be a number of seconds from 0 to 60, not {raw!r}.", field="wait")
+    return wait
+
+
+async def poll_events(request: Request) -> Response:
+    key = await customer(request)
+    webhook = await owned_webhook(request, key)
+    after = query_int(request, "afterSeq", minimum=0)
+    limit = min(query_int(request, "limit", minimum=1) or DEFAULT_LIMIT, MAX_LIMIT)
+    wait = _wait_seconds(request)
+    ctx = context(request)
+    state = await ctx.storage.log_state()
+    if after is not None and after > state.head_seq:
+        raise Conflict(
+            f"afterSeq {after} is beyond the newest seq this log has assigned ({state.head_seq});"
+            " the cursor belongs to another log. Restart from afterSeq=0.",
+            code="cursor_ahead",
+        )
+    cursor = after or 0
+    signal = ctx.hub.listen(webhook.id) if wait else None
+    try:
+        page = await ctx.storage.read_feed(webhook.id, cursor, limit)
+        if signal is not None:
+            deadline = time.monotonic() + wait
+            while not page.events:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or await request.is_disconnected():
+                    break
+                try:
+                    await asyncio.wait_for(signal.wait(), min(remaining, 1.0))
+                except TimeoutError:
+                    continue
+                signal.clear()
+                page = await ctx.storage.read_feed(webhook.id, cursor, limit)
+    finally:
+        if signal is not None:
+            ctx.hub.unlisten(webhook.id, signal)
+    return JSONResponse(_page_body(page, state.epoch, pruned=after is not None and state.pruned_through > after))
+
+
+def _page_body(page: FeedPage, epoch: str, *, pruned: bool) -> bytes:
+    """The polling page, assembled around the stored envelope bytes without re-serializing them."""
+    last = page.events[-1].seq if page.events else None
+    parts = [
+        b'{"success":true,"events":[',
+        b",".join(event.body for event in page.events),
+        b'],"hasMore":',
+        b"true" if page.has_more else b"false",
+        b',"lastSeq":',
+        b"null" if last is None else str(last).encode(),
+        b',"epoch":',
+        orjson.dumps(epoch),
+    ]
+    if pruned:
+        parts.append(b',"pruned":true')
+    parts.append(b"}")
+    return b"".join(parts)
+
+
+async def test_event(request: Request) -> Response:
+    key = await customer(request)
+    webhook = await owned_webhook(request, key)
+    ctx = context(request)
+    data = {"webhook_id": webhook.id, "message": "This is a test event from hookstream."}
+    event = encode(event_id(), "webhook.test", webhook.account_id, iso_millis(), orjson.dumps(data))
+    result = await ctx.storage.append(webhook.account_id, [event], only_webhook_id=webhook.id, require_monitored=False)
+    appended = result.appended[0]
+    return success({"id": appended.id, "seq": appended.seq, "type": "webhook.test"}, "test_webhook", 201)
+
+
+async def mock_payload(request: Request) -> Response:
+    await customer(request)
+    body = await json_body(request)
+    reject_unknown(body, ("type",))
+    ctx = context(request)
+    name = body.get("type")
+    entry = ctx.catalog.get(name) if isinstance(name, str) else None
+    if entry is None:
+        raise BadRequest(f"type must be a known event type; valid types: {', '.join(ctx.catalog.names)}.", field="type")
+    envelope: dict[str, Any] = {
+        "id": event_id(),
+        "seq": 0,
+        "type": entry.type,
+        "account_id": "acc_example",
+        "timestamp": iso_millis(),
+        "version": "1.0",
+        "data": entry.example,
+    }
+    return success(envelope, "mock_payload")
+
+
+async def event_types(request: Request) -> Response:
+    await customer(request)
+    return success([entry.to_dict() for entry in context(request).catalog.types], "list_event_types")
+
+
+routes = [
+    Route("/v2/accounts/{account_id}/events", ingest, methods=["POST"]),
+    Route("/v2/webhooks/mock-payload", mock_payload, methods=["POST"]),
+    Route("/v2/webhooks/{webhook_id}/events", poll_events, methods=["GET"]),
+    Route("/v2/webhooks/{webhook_id}/test", test_event, methods=["POST"]),
+    Route("/v2/event-types", event_types, methods=["GET"]),
+]

@@ -1,0 +1,622 @@
+"""The SQLite backend: one writer with group commit, a pool of readers.
+
+SQLite allows one writer at a time, so this process owns a single write
+connection and every write is a job on one queue. The writer takes every job
+waiting, runs them in one `BEGIN IMMEDIATE` transaction (each job inside its
+own savepoint, so one job's error undoes only that job) and commits once:
+concurrent ingests share one fsync instead of paying one each. A job's
+caller is answered only after that commit, so a 201 means durable.
+
+Readers use their own connections; in WAL mode they read the last committed
+snapshot and never wait for the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import aiosqlite
+import orjson
+
+from storage.base import (
+    Account,
+    AccountExists,
+    AccountNotMonitored,
+    ApiKey,
+    Appended,
+    AppendResult,
+    Committed,
+    EventIdConflict,
+    FeedMatcher,
+    FeedPage,
+    LogNotifier,
+    LogState,
+    NewEvent,
+    StoredEvent,
+    UnknownAccount,
+    Webhook,
+    WebhookChange,
+)
+from storage.migrations import SQLITE_MIGRATIONS
+
+T = TypeVar("T")
+Job = Callable[["_Transaction"], Awaitable[T]]
+
+# SQLite's default limit on host parameters in one statement is 999 on old builds.
+_MAX_PARAMS = 900
+_WEBHOOK_COLUMNS = (
+    "id, account_id, api_key_id, url, secret, events, compressed_delivery, is_active, status, created_at, updated_at"
+)
+_ACCOUNT_COLUMNS = (
+    "a.id, a.api_key_id, a.name, a.connector, a.created_at, "
+    "(SELECT count(*) FROM webhooks w WHERE w.account_id = a.id AND w.is_active = 1)"
+)
+
+
+def now_micros() -> int:
+    return time.time_ns() // 1000
+
+
+@functools.lru_cache(maxsize=4096)
+def _filters(text: str) -> tuple[str, ...]:
+    return tuple(orjson.loads(text))
+
+
+def _webhook(row: sqlite3.Row | tuple[Any, ...]) -> Webhook:
+    return Webhook(
+        id=row[0],
+        account_id=row[1],
+        api_key_id=row[2],
+        url=row[3],
+        secret=row[4],
+        events=_filters(row[5]),
+        compressed_delivery=bool(row[6]),
+        is_active=bool(row[7]),
+        status=row[8],
+        created_at=row[9],
+        updated_at=row[10],
+    )
+
+
+def _account(row: sqlite3.Row | tuple[Any, ...]) -> Account:
+    return Account(
+        id=row[0], api_key_id=row[1], name=row[2], connector=row[3], created_at=row[4], active_webhooks=row[5]
+    )
+
+
+def _api_key(row: sqlite3.Row | tuple[Any, ...]) -> ApiKey:
+    return ApiKey(id=row[0], name=row[1], prefix=row[2], created_at=row[3], revoked_at=row[4])
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@dataclass
+class _Transaction:
+    """The write connection inside the current group transaction."""
+
+    conn: aiosqlite.Connection
+    committed: list[Committed] = field(default_factory=list)
+
+
+@dataclass
+class _Pending:
+    job: Job[Any]
+    future: asyncio.Future[Any]
+
+
+class SQLiteStorage:
+    """The default backend: a single SQLite file in WAL mode."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        matcher: FeedMatcher,
+        readers: int = 4,
+        synchronous: str = "FULL",
+        max_batch: int = 256,
+    ) -> None:
+        self.path = path
+        self._matcher = matcher
+        self._reader_count = readers
+        self._synchronous = synchronous
+        self._max_batch = max_batch
+        self._writer: aiosqlite.Connection | None = None
+        self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+        self._all_readers: list[aiosqlite.Connection] = []
+        self._jobs: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._writer_task: asyncio.Task[None] | None = None
+        self._notifiers: list[LogNotifier] = []
+        self._epoch = ""
+
+    # Lifecycle
+
+    async def open(self) -> None:
+        directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(directory, exist_ok=True)
+        self._writer = await self._connect()
+        await self._writer.execute("PRAGMA journal_mode=WAL")
+        await self._migrate(self._writer)
+        for _ in range(self._reader_count):
+            reader = await self._connect()
+            await reader.execute("PRAGMA query_only=1")
+            self._all_readers.append(reader)
+            self._readers.put_nowait(reader)
+        async with self._read() as conn:
+            rows = await conn.execute_fetchall("SELECT value FROM meta WHERE key = 'epoch'")
+            self._epoch = next(iter(rows))[0]
+        self._writer_task = asyncio.create_task(self._write_loop(), name="hookstream-sqlite-writer")
+
+    async def close(self) -> None:
+        if self._writer_task is not None:
+            self._jobs.put_nowait(None)
+            await self._writer_task
+            self._writer_task = None
+        for reader in self._all_readers:
+            await reader.close()
+        self._all_readers.clear()
+        if self._writer is not None:
+            await self._writer.close()
+            self._writer = None
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        await conn.execute("PRAGMA busy_timeout=10000")
+        await conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        await conn.execute("PRAGMA cache_size=-32000")
+        await conn.execute("PRAGMA temp_store=MEMORY")
+        return conn
+
+    async def _migrate(self, conn: aiosqlite.Connection) -> None:
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER)"
+            )
+            rows = await conn.execute_fetchall("SELECT version FROM schema_migrations")
+            applied = {row[0] for row in rows}
+            for version, script in SQLITE_MIGRATIONS:
+                if version in applied:
+                    continue
+                for statement in script.split(";\n"):
+                    if statement.strip():
+                        await conn.execute(statement)
+                await conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, now_micros()))
+            await conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?)", (secrets.token_hex(8),))
+            await conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('pruned_through', '0')")
+            await conn.execute("COMMIT")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+
+    def subscribe(self, notifier: LogNotifier) -> None:
+        self._notifiers.append(notifier)
+
+    async def ping(self) -> None:
+        async with self._read() as conn:
+            await conn.execute_fetchall("SELECT 1")
+
+    # Reads and writes
+
+    def _read(self) -> _Reader:
+        return _Reader(self._readers)
+
+    async def _write(self, job: Job[T]) -> T:
+        if self._writer_task is None:
+            raise RuntimeError("storage is not open")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._jobs.put_nowait(_Pending(job, future))
+        return await future
+
+    async def _write_loop(self) -> None:
+        assert self._writer is not None
+        conn = self._writer
+        stopping = False
+        while not stopping:
+            first = await self._jobs.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < self._max_batch and not self._jobs.empty():
+                item = self._jobs.get_nowait()
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            await self._run_batch(conn, batch)
+
+    async def _run_batch(self, conn: aiosqlite.Connection, batch: list[_Pending]) -> None:
+        txn = _Transaction(conn)
+        outcomes: list[tuple[_Pending, bool, Any]] = []
+        try:
+            await conn.execute("BEGIN IMMEDIATE")
+            for pending in batch:
+                if pending.future.cancelled():
+                    continue
+                mark = len(txn.committed)
+                await conn.execute("SAVEPOINT job")
+                try:
+                    result = await pending.job(txn)
+                except Exception as exc:
+                    await conn.execute("ROLLBACK TO job")
+                    await conn.execute("RELEASE job")
+                    del txn.committed[mark:]
+                    outcomes.append((pending, False, exc))
+                else:
+                    await conn.execute("RELEASE job")
+                    outcomes.append((pending, True, result))
+            await conn.execute("COMMIT")
+        except Exception as exc:
+            if conn.in_transaction:
+                await conn.execute("ROLLBACK")
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(exc)
+            return
+        if txn.committed:
+            head = txn.committed[-1].event.seq
+            for notify in self._notifiers:
+                notify(txn.committed, head)
+        for pending, ok, value in outcomes:
+            if pending.future.done():
+                continue
+            if ok:
+                pending.future.set_result(value)
+            else:
+                pending.future.set_exception(value)
+
+    async def log_state(self) -> LogState:
+        async with self._read() as conn:
+            rows = list(
+                await conn.execute_fetchall(
+                    "SELECT (SELECT seq FROM sqlite_sequence WHERE name = 'events'),"
+                    " (SELECT value FROM meta WHERE key = 'pruned_through')"
+                )
+            )
+        head, pruned = rows[0]
+        return LogState(epoch=self._epoch, head_seq=head or 0, pruned_through=int(pruned))
+
+    # API keys
+
+    async def create_api_key(self, key_id: str, name: str, key_hash: bytes, prefix: str) -> ApiKey:
+        created = now_micros()
+
+        async def job(txn: _Transaction) -> ApiKey:
+            await txn.conn.execute(
+                "INSERT INTO api_keys (id, name, key_hash, prefix, created_at) VALUES (?, ?, ?, ?, ?)",
+                (key_id, name, key_hash, prefix, created),
+            )
+            return ApiKey(id=key_id, name=name, prefix=prefix, created_at=created, revoked_at=None)
+
+        return await self._write(job)
+
+    async def api_key_by_hash(self, key_hash: bytes) -> ApiKey | None:
+        async with self._read() as conn:
+            rows = list(
+                await conn.execute_fetchall(
+                    "SELECT id, name, prefix, created_at, revoked_at FROM api_keys"
+                    " WHERE key_hash = ? AND revoked_at IS NULL",
+                    (key_hash,),
+                )
+            )
+        return _api_key(rows[0]) if rows else None
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        async with self._read() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT id, name, prefix, created_at, revoked_at FROM api_keys ORDER BY created_at DESC, id"
+            )
+        return [_api_key(row) for row in rows]
+
+    async def revoke_api_key(self, key_id: str) -> ApiKey | None:
+        revoked = now_micros()
+
+        async def job(txn: _Transaction) -> ApiKey | None:
+            await txn.conn.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (revoked, key_id)
+            )
+            rows = list(
+                await txn.conn.execute_fetchall(
+                    "SELECT id, name, prefix, created_at, revoked_at FROM api_keys WHERE id = ?", (key_id,)
+                )
+            )
+            return _api_key(rows[0]) if rows else None
+
+        return await self._write(job)
+
+    # Accounts
+
+    async def create_account(self, account_id: str, api_key_id: str, name: str | None, connector: str) -> Account:
+        created = now_micros()
+
+        async def job(txn: _Transaction) -> Account:
+            try:
+                await txn.conn.execute(
+                    "INSERT INTO accounts (id, api_key_id, name, connector, created_at) VALUES (?, ?, ?, ?, ?)",
+                    (account_id, api_key_id, name, connector, created),
+                )
+            except sqlite3.IntegrityError:
+                raise AccountExists(account_id) from None
+            return Account(account_id, api_key_id, name, connector, created, 0)
+
+        return await self._write(job)
+
+    async def get_account(self, account_id: str) -> Account | None:
+        async with self._read() as conn:
+            rows = list(
+                await conn.execute_fetchall(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a WHERE a.id = ?", (account_id,))
+            )
+        return _account(rows[0]) if rows else None
+
+    async def list_accounts(self, api_key_id: str) -> list[Account]:
+        async with self._read() as conn:
+            rows = await conn.execute_fetchall(
+                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a WHERE a.api_key_id = ? ORDER BY a.created_at, a.id",
+                (api_key_id,),
+            )
+        return [_account(row) for row in rows]
+
+    async def delete_account(self, account_id: str) -> list[Webhook]:
+        async def job(txn: _Transaction) -> list[Webhook]:
+            rows = await txn.conn.execute_fetchall(
+                f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE account_id = ?", (account_id,)
+            )
+            hooks = [_webhook(row) for row in rows]
+            await txn.conn.executemany("DELETE FROM feed WHERE webhook_id = ?", [(h.id,) for h in hooks])
+            await txn.conn.execute("DELETE FROM webhooks WHERE account_id = ?", (account_id,))
+            await txn.conn.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
+            return hooks
+
+        return await self._write(job)
+
+    # Webhooks
+
+    async def create_webhook(self, webhook: Webhook) -> WebhookChange:
+        async def job(txn: _Transaction) -> WebhookChange:
+            found = await txn.conn.execute_fetchall("SELECT 1 FROM accounts WHERE id = ?", (webhook.account_id,))
+            if not list(found):
+                raise UnknownAccount(webhook.account_id)
+            await txn.conn.execute(
+                f"INSERT INTO webhooks ({_WEBHOOK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    webhook.id,
+                    webhook.account_id,
+                    webhook.api_key_id,
+                    webhook.url,
+                    webhook.secret,
+                    orjson.dumps(webhook.events).decode(),
+                    int(webhook.compressed_delivery),
+                    int(webhook.is_active),
+                    webhook.status,
+                    webhook.created_at,
+                    webhook.updated_at,
+                ),
+            )
+            return WebhookChange(webhook, await _active_count(txn.conn, webhook.account_id))
+
+        return await self._write(job)
+
+    async def get_webhook(self, webhook_id: str) -> Webhook | None:
+        async with self._read() as conn:
+            rows = list(
+                await conn.execute_fetchall(f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?", (webhook_id,))
+            )
+        return _webhook(rows[0]) if rows else None
+
+    async def list_webhooks(self, api_key_id: str, account_id: str | None = None) -> list[Webhook]:
+        sql = f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE api_key_id = ?"
+        params: tuple[str, ...] = (api_key_id,)
+        if account_id is not None:
+            sql += " AND account_id = ?"
+            params += (account_id,)
+        async with self._read() as conn:
+            rows = await conn.execute_fetchall(sql + " ORDER BY created_at, id", params)
+        return [_webhook(row) for row in rows]
+
+    async def active_webhooks(self) -> list[Webhook]:
+        async with self._read() as conn:
+            rows = await conn.execute_fetchall(
+                f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE is_active = 1 ORDER BY created_at, id"
+            )
+        return [_webhook(row) for row in rows]
+
+    async def update_webhook(
+        self,
+        webhook_id: str,
+        *,
+        events: tuple[str, ...] | None = None,
+        url: str | None = None,
+        compressed_delivery: bool | None = None,
+        secret: str | None = None,
+        status: str | None = None,
+        is_active: bool | None = None,
+    ) -> WebhookChange | None:
+        changes: dict[str, object] = {}
+        if events is not None:
+            changes["events"] = orjson.dumps(events).decode()
+        if url is not None:
+            changes["url"] = url
+        if compressed_delivery is not None:
+            changes["compressed_delivery"] = int(compressed_delivery)
+        if secret is not None:
+            changes["secret"] = secret
+        if status is not None:
+            changes["status"] = status
+        if is_active is not None:
+            changes["is_active"] = int(is_active)
+        changes["updated_at"] = now_micros()
+        assignments = ", ".join(f"{column} = ?" for column in changes)
+
+        async def job(txn: _Transaction) -> WebhookChange | None:
+            cursor = await txn.conn.execute(
+                f"UPDATE webhooks SET {assignments} WHERE id = ?", (*changes.values(), webhook_id)
+            )
+            if cursor.rowcount == 0:
+                return None
+            rows = list(
+                await txn.conn.execute_fetchall(f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?", (webhook_id,))
+            )
+            hook = _webhook(rows[0])
+            return WebhookChange(hook, await _active_count(txn.conn, hook.account_id))
+
+        return await self._write(job)
+
+    async def delete_webhook(self, webhook_id: str) -> WebhookChange | None:
+        async def job(txn: _Transaction) -> WebhookChange | None:
+            rows = list(
+                await txn.conn.execute_fetchall(f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?", (webhook_id,))
+            )
+            if not rows:
+                return None
+            hook = _webhook(rows[0])
+            await txn.conn.execute("DELETE FROM feed WHERE webhook_id = ?", (webhook_id,))
+            await txn.conn.execute("DELETE FROM webhooks WHERE id = ?", (webhook_id,))
+            return WebhookChange(hook, await _active_count(txn.conn, hook.account_id))
+
+        return await self._write(job)
+
+    # The log
+
+    async def append(
+        self,
+        account_id: str,
+        events: Sequence[NewEvent],
+        *,
+        only_webhook_id: str | None = None,
+        require_monitored: bool = True,
+    ) -> AppendResult:
+        matcher = self._matcher
+        appended_at = now_micros()
+
+        async def job(txn: _Transaction) -> AppendResult:
+            conn = txn.conn
+            if not list(await conn.execute_fetchall("SELECT 1 FROM accounts WHERE id = ?", (account_id,))):
+                raise UnknownAccount(account_id)
+            rows = await conn.execute_fetchall(
+                "SELECT id, events FROM webhooks WHERE account_id = ? AND is_active = 1", (account_id,)
+            )
+            hooks = [(row[0], _filters(row[1])) for row in rows]
+            if require_monitored and not hooks:
+                raise AccountNotMonitored(account_id)
+            if only_webhook_id is not None:
+                hooks = [(only_webhook_id, ("all",))]
+
+            existing: dict[str, tuple[int, str]] = {}
+            ids = list({event.id for event in events})
+            for chunk in _chunks(ids, _MAX_PARAMS):
+                marks = ",".join("?" * len(chunk))
+                rows = await conn.execute_fetchall(
+                    f"SELECT id, seq, account_id FROM events WHERE id IN ({marks})", tuple(chunk)
+                )
+                existing.update((row[0], (row[1], row[2])) for row in rows)
+            head_rows = list(await conn.execute_fetchall("SELECT seq FROM sqlite_sequence WHERE name = 'events'"))
+            seq = head_rows[0][0] if head_rows else 0
+
+            appended: list[Appended] = []
+            committed: list[Committed] = []
+            event_rows: list[tuple[int, str, str, str, int, bytes]] = []
+            feed_rows: list[tuple[str, int]] = []
+            for event in events:
+                known = existing.get(event.id)
+                if known is not None:
+                    if known[1] != account_id:
+                        raise EventIdConflict(event.id)
+                    appended.append(Appended(event.id, known[0], False))
+                    continue
+                seq += 1
+                body = event.envelope(seq)
+                existing[event.id] = (seq, account_id)
+                event_rows.append((seq, event.id, account_id, event.type, appended_at, body))
+                webhook_ids = tuple(hook_id for hook_id, filters in hooks if matcher(filters, event.type))
+                feed_rows.extend((hook_id, seq) for hook_id in webhook_ids)
+                appended.append(Appended(event.id, seq, True))
+                committed.append(Committed(StoredEvent(seq, event.id, account_id, event.type, body), webhook_ids))
+            if event_rows:
+                await conn.executemany(
+                    "INSERT INTO events (seq, id, account_id, type, appended_at, body) VALUES (?, ?, ?, ?, ?, ?)",
+                    event_rows,
+                )
+            if feed_rows:
+                await conn.executemany("INSERT INTO feed (webhook_id, seq) VALUES (?, ?)", feed_rows)
+            txn.committed.extend(committed)
+            return AppendResult(tuple(appended), tuple(committed))
+
+        return await self._write(job)
+
+    async def read_feed(self, webhook_id: str, after_seq: int, limit: int) -> FeedPage:
+        async with self._read() as conn:
+            rows = list(
+                await conn.execute_fetchall(
+                    "SELECT e.seq, e.id, e.account_id, e.type, e.body FROM feed f JOIN events e ON e.seq = f.seq"
+                    " WHERE f.webhook_id = ? AND f.seq > ? ORDER BY f.seq LIMIT ?",
+                    (webhook_id, after_seq, limit + 1),
+                )
+            )
+        events = tuple(StoredEvent(row[0], row[1], row[2], row[3], row[4]) for row in rows[:limit])
+        return FeedPage(events=events, has_more=len(rows) > limit)
+
+    async def prune(self, older_than: int, batch_size: int) -> int:
+        async def job(txn: _Transaction) -> int:
+            conn = txn.conn
+            rows = list(
+                await conn.execute_fetchall("SELECT seq, appended_at FROM events ORDER BY seq LIMIT ?", (batch_size,))
+            )
+            through = 0
+            count = 0
+            for seq, appended_at in rows:
+                if appended_at >= older_than:
+                    break
+                through = seq
+                count += 1
+            if count == 0:
+                return 0
+            hooks = await conn.execute_fetchall("SELECT id FROM webhooks")
+            await conn.executemany(
+                "DELETE FROM feed WHERE webhook_id = ? AND seq <= ?", [(row[0], through) for row in hooks]
+            )
+            await conn.execute("DELETE FROM events WHERE seq <= ?", (through,))
+            await conn.execute("UPDATE meta SET value = ? WHERE key = 'pruned_through'", (str(through),))
+            return count
+
+        return await self._write(job)
+
+
+async def _rows(conn: aiosqlite.Connection, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+    return list(await conn.execute_fetchall(sql, params))
+
+
+async def _active_count(conn: aiosqlite.Connection, account_id: str) -> int:
+    rows = list(
+        await conn.execute_fetchall(
+            "SELECT count(*) FROM webhooks WHERE account_id = ? AND is_active = 1", (account_id,)
+        )
+    )
+    return int(rows[0][0])
+
+
+class _Reader:
+    """Borrow a read connection from the pool for one `async with` block."""
+
+    def __init__(self, pool: asyncio.Queue[aiosqlite.Connection]) -> None:
+        self._pool = pool
+        self._conn: aiosqlite.Connection | None = None
+
+    async def __aenter__(self) -> aiosqlite.Connection:
+        self._conn = await self._pool.get()
+        return self._conn
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._conn is not None
+        self._pool.put_nowait(self._conn)
+        self._conn = None
