@@ -25,14 +25,29 @@ def serve(args: argparse.Namespace) -> None:
 
     settings = _settings()
     app = create_app(settings)
+    host = args.host or settings.host
+    port = args.port or settings.port
+    _print_banner(settings, host, port)
     uvicorn.run(
         app,
-        host=args.host or settings.host,
-        port=args.port or settings.port,
+        host=host,
+        port=port,
         log_level="info",
         proxy_headers=True,
         timeout_graceful_shutdown=5,
     )
+
+
+def _print_banner(settings: Settings, host: str, port: int) -> None:
+    """Tell a newcomer where the server listens and how to get credentials."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    lines = [
+        f"hookstream listening on http://{shown}:{port}  (database: {settings.database_url})",
+        "  create an API key:  hookstream admin create-key my-team   (same DATABASE_URL)",
+    ]
+    if settings.admin_token is None:
+        lines.append("  HOOKSTREAM_ADMIN_TOKEN is not set: admin and ingest routes answer 401 until it is")
+    print("\n".join(lines), flush=True)
 
 
 async def _create_key(name: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import time
 from typing import Any
@@ -32,16 +33,18 @@ async def ingest(request: Request) -> Response:
     account_id = request.path_params["account_id"]
     body = await json_body(request)
     ctx = context(request)
-    build = {"account_id": account_id, "catalog": ctx.catalog, "max_bytes": ctx.settings.max_event_bytes}
+    build = functools.partial(
+        build_event, account_id=account_id, catalog=ctx.catalog, max_bytes=ctx.settings.max_event_bytes
+    )
     events: list[NewEvent]
     if "events" in body:
         reject_unknown(body, ("events",))
         raw_events = body["events"]
         if not isinstance(raw_events, list) or not 1 <= len(raw_events) <= MAX_BATCH:
             raise BadRequest(f"events must be a list of 1 to {MAX_BATCH} events.", field="events")
-        events = [build_event(raw, where=f"events[{index}].", **build) for index, raw in enumerate(raw_events)]
+        events = [build(raw, where=f"events[{index}].") for index, raw in enumerate(raw_events)]
     else:
-        events = [build_event(body, **build)]
+        events = [build(body)]
     try:
         result = await ctx.storage.append(account_id, events)
     except UnknownAccount:
