@@ -10,6 +10,7 @@ from starlette.requests import Request
 
 from app.catalog import EventCatalog
 from app.hub import Hub
+from app.metrics import Metrics
 from app.settings import Settings
 from storage.base import Storage, WebhookChange
 
@@ -32,6 +33,7 @@ class Context:
     storage: Storage
     catalog: EventCatalog
     hub: Hub
+    metrics: Metrics = field(default_factory=Metrics)
     services: list[Service] = field(default_factory=list)
     webhook_listeners: list[WebhookListener] = field(default_factory=list)
 

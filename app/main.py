@@ -15,6 +15,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app import openapi
 from app.catalog import EventCatalog, filter_matches
 from app.context import Context
 from app.errors import HookstreamError, MethodNotAllowed, NotFound
@@ -109,7 +110,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             )
         )
     return Starlette(
-        routes=[*health.routes, *admin.routes, *accounts.routes, *events.routes, *webhooks.routes],
+        routes=[*health.routes, *openapi.routes, *admin.routes, *accounts.routes, *events.routes, *webhooks.routes],
         middleware=middleware,
         exception_handlers={
             HookstreamError: _hookstream_error,

@@ -45,6 +45,7 @@ async def ingest(request: Request) -> Response:
         events = [build(raw, where=f"events[{index}].") for index, raw in enumerate(raw_events)]
     else:
         events = [build(body)]
+    started = time.perf_counter()
     try:
         result = await ctx.storage.append(account_id, events)
     except UnknownAccount:
@@ -60,6 +61,8 @@ async def ingest(request: Request) -> Response:
         raise Conflict(
             f"{field} {exc.event_id!r} is already the id of another account's event.", code="event_id_conflict"
         ) from None
+    ctx.metrics.append_seconds.observe(time.perf_counter() - started)
+    ctx.metrics.events_appended.inc(len(result.committed))
     return success({"events": [{"id": a.id, "seq": a.seq} for a in result.appended]}, "ingest_events", 201)
 
 

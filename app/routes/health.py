@@ -1,4 +1,4 @@
-"""`/healthz` and `/readyz` for the platform's probes (SPEC §9)."""
+"""Operations (SPEC §9): `/healthz` and `/readyz` for the platform's probes, `/metrics` for Prometheus."""
 
 from __future__ import annotations
 
@@ -23,7 +23,13 @@ async def readyz(request: Request) -> Response:
     return success({"status": "ready"}, "readyz")
 
 
+async def metrics(request: Request) -> Response:
+    body, media_type = context(request).metrics.render()
+    return Response(body, media_type=media_type)
+
+
 routes = [
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
 ]
