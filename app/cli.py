@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import TYPE_CHECKING
 
 from app.catalog import filter_matches
 from app.settings import Settings, SettingsError
 from storage import create_storage
+
+if TYPE_CHECKING:
+    from app.demo import DemoSetup
 
 
 def _settings() -> Settings:
@@ -24,10 +28,17 @@ def serve(args: argparse.Namespace) -> None:
     from app.main import create_app
 
     settings = _settings()
+    demo = None
+    if args.demo:
+        from app.demo import prepare_demo
+
+        demo = asyncio.run(prepare_demo(settings))
     app = create_app(settings)
     host = args.host or settings.host
     port = args.port or settings.port
     _print_banner(settings, host, port)
+    if demo is not None:
+        _print_demo(demo, host, port)
     uvicorn.run(
         app,
         host=host,
@@ -47,6 +58,17 @@ def _print_banner(settings: Settings, host: str, port: int) -> None:
     ]
     if settings.admin_token is None:
         lines.append("  HOOKSTREAM_ADMIN_TOKEN is not set: admin and ingest routes answer 401 until it is")
+    print("\n".join(lines), flush=True)
+
+
+def _print_demo(demo: DemoSetup, host: str, port: int) -> None:
+    """The demo's credentials and the commands to try it."""
+    from app.demo import demo_commands
+
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    lines = [f"demo: account {demo.account_id!r} on the demo connector, API key {demo.api_key}"]
+    for what, command in demo_commands(f"http://{shown}:{port}", demo):
+        lines += [f"  {what}:", f"    {command}"]
     print("\n".join(lines), flush=True)
 
 
@@ -73,6 +95,11 @@ def main(argv: list[str] | None = None) -> None:
     serve_parser = commands.add_parser("serve", help="run the HTTP server (settings from the environment)")
     serve_parser.add_argument("--host", help="interface to bind (default $HOOKSTREAM_HOST or 0.0.0.0)")
     serve_parser.add_argument("--port", type=int, help="port to listen on (default $PORT or 8000)")
+    serve_parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="first run: create a demo key, account and webhook whose demo connector produces events",
+    )
     serve_parser.set_defaults(handler=serve)
     admin = commands.add_parser("admin", help="operator tasks on the database in DATABASE_URL")
     admin_commands = admin.add_subparsers(dest="admin_command", required=True)

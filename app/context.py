@@ -9,6 +9,7 @@ from typing import Protocol
 from starlette.requests import Request
 
 from app.catalog import EventCatalog
+from app.clock import Clock, SystemClock
 from app.hub import Hub
 from app.metrics import Metrics
 from app.settings import Settings
@@ -34,6 +35,8 @@ class Context:
     catalog: EventCatalog
     hub: Hub
     metrics: Metrics = field(default_factory=Metrics)
+    # Meters monitored time; a test clock only when HOOKSTREAM_TEST_CLOCK_FILE is set.
+    clock: Clock = field(default_factory=SystemClock)
     services: list[Service] = field(default_factory=list)
     webhook_listeners: list[WebhookListener] = field(default_factory=list)
 

@@ -21,7 +21,7 @@ from storage.base import NewEvent
 VERSION = "1.0"
 EVENT_FIELDS = ("type", "data", "id", "timestamp")
 TRUNCATED = ".truncated"
-_PRODUCER_ID = re.compile(r"^[\x21-\x7e]{1,255}$")
+_PRODUCER_ID = re.compile(r"\A[\x21-\x7e]{1,255}\Z")  # \Z: `$` would allow a trailing newline
 # Room for the longest seq the log can assign, which is not known before append.
 _SEQ_ROOM = 19
 
@@ -56,8 +56,11 @@ def _timestamp(value: object, field: str) -> str:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    micros = int(moment.timestamp() * 1_000_000)
-    return iso_millis(micros)
+    try:
+        return iso_millis(int(moment.timestamp() * 1_000_000))
+    except (OverflowError, ValueError, OSError):
+        # An offset can push year 1 or 9999 out of range once converted to UTC.
+        raise BadRequest(f"{field} {value!r} is out of the representable range of times.", field=field) from None
 
 
 def encode(event_id: str, event_type: str, account_id: str, timestamp: str, data: bytes) -> NewEvent:
@@ -107,7 +110,12 @@ def build_event(raw: object, *, account_id: str, catalog: EventCatalog, max_byte
     else:
         raise BadRequest(f"{where}id must be 1-255 printable ASCII characters without spaces.", field=f"{where}id")
     timestamp = _timestamp(raw.get("timestamp"), f"{where}timestamp")
-    event = encode(identifier, event_type, account_id, timestamp, orjson.dumps(data))
+    try:
+        serialized = orjson.dumps(data)
+    except TypeError:
+        # orjson reads JSON nested up to 1024 levels but writes only up to 254.
+        raise BadRequest(f"{where}data is nested too deeply; keep it under 250 levels.", field=f"{where}data") from None
+    event = encode(identifier, event_type, account_id, timestamp, serialized)
     if len(event.head) + len(event.tail) + _SEQ_ROOM <= max_bytes:
         return event
     truncated = encode(identifier, event_type + TRUNCATED, account_id, timestamp, orjson.dumps(identifier_fields(data)))

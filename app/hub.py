@@ -3,15 +3,62 @@
 The storage backend calls `Hub.publish` once per commit. Long polls and
 streams wait on their own webhook's signal only, so a commit wakes exactly
 the readers whose feed grew, not every open connection.
+
+Open streams also register as `FeedWatcher`s. For each webhook that has one,
+the hub keeps a tail of the events that joined its feed since the first
+watcher came, trimmed to what some watcher has not sent yet, so a live
+stream's wake-up reads memory instead of the database. The tail is only
+right because `publish` sees every commit once and in seq order (the storage
+contract); a stream whose cursor is older than the tail reads storage.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+import itertools
+from collections import defaultdict, deque
 from collections.abc import Sequence
+from typing import Protocol
 
-from storage.base import Committed
+from storage.base import Committed, StoredEvent
+
+# Most events a watched webhook's tail holds for its slowest stream before that stream reads storage instead.
+TAIL_LIMIT = 1024
+
+
+class FeedWatcher(Protocol):
+    """An open stream: told when its webhook's feed grows or the webhook itself changes."""
+
+    @property
+    def cursor(self) -> int:
+        """The seq of the last event this watcher has sent."""
+
+    def feed_grew(self, count: int) -> None:
+        """`count` events joined the feed."""
+
+    def webhook_changed(self) -> None:
+        """The webhook was stopped, started, updated or deleted."""
+
+
+class _Tail:
+    """The newest events of one webhook's feed: every one with seq > `covered_after` is here."""
+
+    __slots__ = ("covered_after", "events")
+
+    def __init__(self, covered_after: int) -> None:
+        self.covered_after = covered_after
+        self.events: deque[StoredEvent] = deque()
+
+    def append(self, event: StoredEvent) -> None:
+        self.events.append(event)
+        if len(self.events) > TAIL_LIMIT:
+            self.covered_after = self.events.popleft().seq
+
+    def trim(self, through: int) -> None:
+        """Forget events every watcher has already sent."""
+        events = self.events
+        while events and events[0].seq <= through:
+            self.covered_after = events.popleft().seq
 
 
 class Hub:
@@ -19,21 +66,65 @@ class Hub:
 
     def __init__(self) -> None:
         self._waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
+        self._watchers: dict[str, set[FeedWatcher]] = {}
+        self._tails: dict[str, _Tail] = {}
         self.head_seq = 0
 
     def publish(self, committed: Sequence[Committed], head_seq: int) -> None:
         """Wake the readers of every webhook that these events joined."""
         self.head_seq = max(self.head_seq, head_seq)
-        woken: set[str] = set()
+        grown: dict[str, int] = {}
+        tails = self._tails
         for item in committed:
-            woken.update(item.webhook_ids)
-        for webhook_id in woken:
-            self.wake(webhook_id)
+            for webhook_id in item.webhook_ids:
+                grown[webhook_id] = grown.get(webhook_id, 0) + 1
+                tail = tails.get(webhook_id)
+                if tail is not None:
+                    tail.append(item.event)
+        for webhook_id, count in grown.items():
+            self._set_waiters(webhook_id)
+            watchers = self._watchers.get(webhook_id)
+            if watchers:
+                for watcher in list(watchers):
+                    watcher.feed_grew(count)
+                tails[webhook_id].trim(min(watcher.cursor for watcher in watchers))
 
     def wake(self, webhook_id: str) -> None:
-        """Wake every reader of this webhook (new events, or the webhook stopped)."""
+        """Wake every reader of this webhook because the webhook changed (stopped, started, updated, deleted)."""
+        self._set_waiters(webhook_id)
+        for watcher in list(self._watchers.get(webhook_id, ())):
+            watcher.webhook_changed()
+
+    def _set_waiters(self, webhook_id: str) -> None:
         for event in self._waiters.get(webhook_id, ()):
             event.set()
+
+    def watch(self, webhook_id: str, watcher: FeedWatcher) -> None:
+        """Tell `watcher` about this webhook from now on, and keep a tail of its feed while anyone watches."""
+        watchers = self._watchers.get(webhook_id)
+        if watchers is None:
+            watchers = self._watchers[webhook_id] = set()
+            self._tails[webhook_id] = _Tail(self.head_seq)
+        watchers.add(watcher)
+
+    def unwatch(self, webhook_id: str, watcher: FeedWatcher) -> None:
+        watchers = self._watchers.get(webhook_id)
+        if watchers is not None:
+            watchers.discard(watcher)
+            if not watchers:
+                del self._watchers[webhook_id]
+                del self._tails[webhook_id]
+
+    def tail_after(self, webhook_id: str, cursor: int) -> list[StoredEvent] | None:
+        """The watched webhook's feed events after `cursor`, from memory; None when the tail starts later."""
+        tail = self._tails.get(webhook_id)
+        if tail is None or cursor < tail.covered_after:
+            return None
+        events = tail.events
+        start = len(events)
+        while start and events[start - 1].seq > cursor:
+            start -= 1
+        return list(itertools.islice(events, start, None))
 
     def listen(self, webhook_id: str) -> asyncio.Event:
         """A signal set when the webhook's feed changes; pass it to `unlisten` when done."""

@@ -17,12 +17,16 @@ from starlette.responses import Response
 
 from app import openapi
 from app.catalog import EventCatalog, filter_matches
+from app.clock import clock_from
 from app.context import Context
+from app.delivery import DeliveryEngine
 from app.errors import HookstreamError, MethodNotAllowed, NotFound
 from app.hub import Hub
+from app.monitors import Monitors
 from app.responses import error_response
-from app.routes import accounts, admin, events, health, webhooks
+from app.routes import accounts, admin, delivery, events, health, stream, usage, webhooks
 from app.settings import Settings
+from app.streaming import Streams
 from storage import create_storage
 
 logger = logging.getLogger("hookstream")
@@ -48,7 +52,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     else:
         error = HookstreamError(str(exc.detail), code="http_error")
         error.status_code = exc.status_code
-    return error_response(error, _action(request))
+    response = error_response(error, _action(request))
+    # Keep Starlette's headers, such as the `Allow` list a 405 must carry.
+    response.headers.update(exc.headers or {})
+    return response
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
@@ -83,7 +90,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
         hub = Hub()
         hub.head_seq = (await storage.log_state()).head_seq
         storage.subscribe(hub.publish)
-        ctx = Context(settings=settings, storage=storage, catalog=catalog, hub=hub)
+        ctx = Context(
+            settings=settings, storage=storage, catalog=catalog, hub=hub, clock=clock_from(settings.test_clock_file)
+        )
+        monitors = Monitors(ctx)
+        ctx.services.append(monitors)
+        ctx.webhook_listeners.append(monitors.webhook_changed)
+        ctx.services.append(DeliveryEngine(ctx))
+        # Last, so it stops first: open streams end before the parts they read from.
+        app.state.streams = Streams(ctx)
+        ctx.services.append(app.state.streams)
         app.state.context = ctx
         retention = asyncio.create_task(prune_forever(ctx), name="hookstream-retention")
         for service in ctx.services:
@@ -110,7 +126,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
             )
         )
     return Starlette(
-        routes=[*health.routes, *openapi.routes, *admin.routes, *accounts.routes, *events.routes, *webhooks.routes],
+        routes=[
+            *health.routes,
+            *openapi.routes,
+            *admin.routes,
+            *accounts.routes,
+            *usage.routes,
+            *events.routes,
+            *delivery.routes,
+            *stream.routes,
+            *webhooks.routes,
+        ],
         middleware=middleware,
         exception_handlers={
             HookstreamError: _hookstream_error,

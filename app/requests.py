@@ -15,6 +15,7 @@ from app.ids import hash_secret
 from storage.base import ApiKey
 
 _INTEGER = re.compile(r"^\d{1,18}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 async def customer(request: Request) -> ApiKey:
@@ -88,6 +89,9 @@ def optional_str(body: dict[str, Any], name: str, *, max_length: int = 255) -> s
         return None
     if not isinstance(value, str) or not 1 <= len(value) <= max_length:
         raise BadRequest(f"{name} must be a string of 1 to {max_length} characters.", field=name)
+    if _CONTROL.search(value):
+        # PostgreSQL cannot store NUL in text, and no name or id needs a control character.
+        raise BadRequest(f"{name} must not contain control characters.", field=name)
     return value
 
 

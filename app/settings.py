@@ -12,6 +12,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from app.catalog import EventCatalog
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _SIZE = re.compile(r"^\s*(\d+)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.IGNORECASE)
@@ -55,10 +57,39 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_duration(text: str) -> float:
+    # Zero would make a periodic task spin and a timeout fire at once.
+    value = parse_duration(text)
+    if value <= 0:
+        raise ValueError(f"{text!r} must be a duration above zero")
+    return value
+
+
+def _positive_size(text: str) -> int:
+    value = parse_size(text)
+    if value <= 0:
+        raise ValueError(f"{text!r} must be a size above zero")
+    return value
+
+
+def _catalog_path(text: str) -> str:
+    # Load it once here so a bad file stops the server naming this variable, not later with a traceback.
+    path = text.strip()
+    EventCatalog.load(path)  # raises CatalogError, a ValueError
+    return path
+
+
 def _number(text: str) -> float:
     value = float(text.strip())
     if value < 0:
         raise ValueError(f"{text!r} is negative")
+    return value
+
+
+def _ratio(text: str) -> float:
+    value = float(text.strip())
+    if not 0 < value <= 1:
+        raise ValueError(f"{text!r} is not a ratio above 0 and at most 1 (0.95 means 95 %)")
     return value
 
 
@@ -93,10 +124,21 @@ class Settings:
     credits_per_day: float = 10.0
     checkpoint_interval: float = 30.0
     default_connector: str = "ingest"
+    connectors: tuple[str, ...] = ()
+    demo_rate: float = 1.0
+    monitor_backoff: float = 1.0
+    monitor_backoff_max: float = 300.0
+    test_clock_file: str | None = None
     delivery_timeout: float = 15.0
     retry_schedule: tuple[float, ...] = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
     allow_http: bool = False
     allow_private_urls: bool = False
+    breaker_window: float = 900.0
+    breaker_failure_ratio: float = 0.95
+    breaker_min_attempts: int = 10
+    breaker_failed_after: float = 72 * 3600.0
+    delivery_concurrency: int = 100
+    delivery_concurrency_per_endpoint: int = 10
     sqlite_synchronous: str = "FULL"
 
     @classmethod
@@ -130,24 +172,36 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "HOOKSTREAM_HOST": ("host", str.strip),
     "DATABASE_URL": ("database_url", str.strip),
     "HOOKSTREAM_ADMIN_TOKEN": ("admin_token", str.strip),
-    "HOOKSTREAM_EVENT_TYPES": ("event_types", str.strip),
-    "HOOKSTREAM_MAX_EVENT_BYTES": ("max_event_bytes", parse_size),
-    "HOOKSTREAM_MAX_BODY_BYTES": ("max_body_bytes", parse_size),
-    "HOOKSTREAM_RETENTION": ("retention", parse_duration),
-    "HOOKSTREAM_RETENTION_INTERVAL": ("retention_interval", parse_duration),
+    "HOOKSTREAM_EVENT_TYPES": ("event_types", _catalog_path),
+    "HOOKSTREAM_MAX_EVENT_BYTES": ("max_event_bytes", _positive_size),
+    "HOOKSTREAM_MAX_BODY_BYTES": ("max_body_bytes", _positive_size),
+    "HOOKSTREAM_RETENTION": ("retention", _positive_duration),
+    "HOOKSTREAM_RETENTION_INTERVAL": ("retention_interval", _positive_duration),
     "HOOKSTREAM_RETENTION_BATCH": ("retention_batch", _positive_int),
-    "HOOKSTREAM_HEARTBEAT_SECONDS": ("heartbeat_seconds", parse_duration),
+    "HOOKSTREAM_HEARTBEAT_SECONDS": ("heartbeat_seconds", _positive_duration),
     "HOOKSTREAM_MAX_STREAMS_PER_KEY": ("max_streams_per_key", _positive_int),
     "HOOKSTREAM_STREAM_BACKLOG": ("stream_backlog", _positive_int),
-    "HOOKSTREAM_STREAM_TOKEN_TTL": ("stream_token_ttl", parse_duration),
+    "HOOKSTREAM_STREAM_TOKEN_TTL": ("stream_token_ttl", _positive_duration),
     "HOOKSTREAM_STREAM_TOKEN_SECRET": ("stream_token_secret", str.strip),
     "HOOKSTREAM_CORS_ORIGINS": ("cors_origins", _origins),
     "HOOKSTREAM_CREDITS_PER_DAY": ("credits_per_day", _number),
-    "HOOKSTREAM_CHECKPOINT_INTERVAL": ("checkpoint_interval", parse_duration),
+    "HOOKSTREAM_CHECKPOINT_INTERVAL": ("checkpoint_interval", _positive_duration),
     "HOOKSTREAM_DEFAULT_CONNECTOR": ("default_connector", str.strip),
-    "HOOKSTREAM_DELIVERY_TIMEOUT": ("delivery_timeout", parse_duration),
+    "HOOKSTREAM_CONNECTORS": ("connectors", _origins),
+    "HOOKSTREAM_DEMO_RATE": ("demo_rate", _number),
+    "HOOKSTREAM_MONITOR_BACKOFF": ("monitor_backoff", parse_duration),
+    "HOOKSTREAM_MONITOR_BACKOFF_MAX": ("monitor_backoff_max", parse_duration),
+    # Test-only: a file holding the metering clock's time in seconds (see app/clock.py).
+    "HOOKSTREAM_TEST_CLOCK_FILE": ("test_clock_file", str.strip),
+    "HOOKSTREAM_DELIVERY_TIMEOUT": ("delivery_timeout", _positive_duration),
     "HOOKSTREAM_RETRY_SCHEDULE": ("retry_schedule", _schedule),
     "HOOKSTREAM_ALLOW_HTTP": ("allow_http", _flag),
     "HOOKSTREAM_ALLOW_PRIVATE_URLS": ("allow_private_urls", _flag),
+    "HOOKSTREAM_BREAKER_WINDOW": ("breaker_window", parse_duration),
+    "HOOKSTREAM_BREAKER_FAILURE_RATIO": ("breaker_failure_ratio", _ratio),
+    "HOOKSTREAM_BREAKER_MIN_ATTEMPTS": ("breaker_min_attempts", _positive_int),
+    "HOOKSTREAM_BREAKER_FAILED_AFTER": ("breaker_failed_after", parse_duration),
+    "HOOKSTREAM_DELIVERY_CONCURRENCY": ("delivery_concurrency", _positive_int),
+    "HOOKSTREAM_DELIVERY_CONCURRENCY_PER_ENDPOINT": ("delivery_concurrency_per_endpoint", _positive_int),
     "HOOKSTREAM_SQLITE_SYNCHRONOUS": ("sqlite_synchronous", str.strip),
 }

@@ -145,6 +145,59 @@ class WebhookChange:
     account_active_webhooks: int
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryState:
+    """Where a custom webhook's delivery stands: every feed event up to `cursor_seq` is handled."""
+
+    cursor_seq: int
+    failing_since: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingDelivery:
+    """A feed event waiting for a retry, with the attempts already made."""
+
+    event: StoredEvent
+    attempts: int
+    next_attempt_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryAttempt:
+    """One POST of one event to a webhook's URL; `outcome` is delivered, retrying or failed."""
+
+    webhook_id: str
+    seq: int
+    event_id: str
+    attempt: int
+    outcome: str
+    status_code: int | None
+    latency_ms: float
+    error: str | None
+    created_at: int
+    id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorLease:
+    """Who runs an account's monitor, until when (wall-clock µs), and how it is doing."""
+
+    account_id: str
+    owner: str
+    expires_at: int
+    status: str
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorInterval:
+    """A stretch of metered monitoring (metering-clock µs); `stopped_at` is None while open."""
+
+    started_at: int
+    checkpoint_at: int
+    stopped_at: int | None
+
+
 class StorageError(Exception):
     """Base of the errors a backend raises for the app to translate."""
 
@@ -270,3 +323,64 @@ class Storage(Protocol):
 
     async def prune(self, older_than: int, batch_size: int) -> int:
         """Delete up to `batch_size` of the oldest events appended before `older_than` (µs); returns how many."""
+
+    # Monitors and metering. Lease times (`lease_now`, `lease_until`) are wall-clock µs: a lease
+    # is about liveness. Interval times (`at`) come from the metering clock (the same in production).
+    async def start_monitor(
+        self, account_id: str, api_key_id: str, owner: str, at: int, lease_now: int, lease_until: int
+    ) -> bool:
+        """Take the account's monitor lease when free, expired or already `owner`'s; False when another holds it.
+
+        On taking it, open intervals left by another holder are closed at their last checkpoint
+        and, unless `owner` has one open already, an interval opens at `at`.
+        """
+
+    async def checkpoint_monitors(self, owner: str, at: int, lease_until: int) -> set[str]:
+        """Renew every lease `owner` holds and checkpoint its open intervals at `at`; returns those accounts."""
+
+    async def stop_monitor(self, account_id: str, owner: str, at: int) -> None:
+        """Close `owner`'s open interval of the account at `at` and release its lease, if `owner` holds it."""
+
+    async def set_monitor_status(self, account_id: str, owner: str, status: str, reason: str | None) -> None:
+        """Record `running` or `errored` (with a reason) on the lease, if `owner` holds it."""
+
+    async def monitor_lease(self, account_id: str) -> MonitorLease | None:
+        """The account's lease row, live or expired, if any."""
+
+    async def close_stale_intervals(self, lease_now: int) -> int:
+        """Close, at their last checkpoint, open intervals of accounts with no live lease; returns how many."""
+
+    async def monitor_intervals(self, account_id: str, api_key_id: str) -> list[MonitorInterval]:
+        """The account's metered intervals under that key, oldest first (kept after the account is deleted)."""
+
+    # Custom-mode delivery
+    async def delivery_state(self, webhook_id: str) -> DeliveryState:
+        """The webhook's delivery cursor and breaker state (a fresh webhook starts at 0)."""
+
+    async def due_deliveries(self, webhook_id: str, now: int, limit: int) -> list[PendingDelivery]:
+        """Retries due at `now` (µs), in seq order; retries whose event was pruned are dropped."""
+
+    async def next_delivery_due(self, webhook_id: str) -> int | None:
+        """When the webhook's earliest pending retry is due (µs), None when none is pending."""
+
+    async def record_attempt(
+        self, attempt: DeliveryAttempt, *, from_cursor: int | None, next_attempt_at: int | None = None
+    ) -> bool:
+        """Log an attempt and settle its event, atomically; False when a recover moved the cursor meanwhile.
+
+        A first attempt (`from_cursor` is the cursor it was read after) moves the cursor to
+        its seq, and when `retrying` makes the event pending until `next_attempt_at`. A retry
+        (`from_cursor` None) reschedules its pending event, or removes it once `delivered` or `failed`.
+        """
+
+    async def list_attempts(self, webhook_id: str, before_id: int | None, limit: int) -> list[DeliveryAttempt]:
+        """The webhook's attempts, newest first, with id below `before_id` when given."""
+
+    async def attempt_counts(self, webhook_id: str, since: int) -> tuple[int, int]:
+        """(attempts, failed attempts) of the webhook made at or after `since` (µs)."""
+
+    async def set_failing_since(self, webhook_id: str, failing_since: int | None) -> None:
+        """Record when the webhook's breaker tripped, or clear it."""
+
+    async def recover_deliveries(self, webhook_id: str, after_seq: int) -> None:
+        """Re-deliver the feed after `after_seq`: the cursor moves back to it and pending retries after it restart."""

@@ -34,12 +34,17 @@ from storage.base import (
     Appended,
     AppendResult,
     Committed,
+    DeliveryAttempt,
+    DeliveryState,
     EventIdConflict,
     FeedMatcher,
     FeedPage,
     LogNotifier,
     LogState,
+    MonitorInterval,
+    MonitorLease,
     NewEvent,
+    PendingDelivery,
     StoredEvent,
     UnknownAccount,
     Webhook,
@@ -166,6 +171,8 @@ class SQLiteStorage:
         for reader in self._all_readers:
             await reader.close()
         self._all_readers.clear()
+        # Drop the closed connections from the pool too, so the instance can be opened again.
+        self._readers = asyncio.Queue()
         if self._writer is not None:
             await self._writer.close()
             self._writer = None
@@ -186,7 +193,8 @@ class SQLiteStorage:
             )
             rows = await conn.execute_fetchall("SELECT version FROM schema_migrations")
             applied = {row[0] for row in rows}
-            for version, script in SQLITE_MIGRATIONS:
+            # In version order, whatever order they were appended in; a missing number is no error.
+            for version, script in sorted(SQLITE_MIGRATIONS):
                 if version in applied:
                     continue
                 for statement in script.split(";\n"):
@@ -374,6 +382,7 @@ class SQLiteStorage:
             )
             hooks = [_webhook(row) for row in rows]
             await txn.conn.executemany("DELETE FROM feed WHERE webhook_id = ?", [(h.id,) for h in hooks])
+            await _forget_deliveries(txn.conn, [h.id for h in hooks])
             await txn.conn.execute("DELETE FROM webhooks WHERE account_id = ?", (account_id,))
             await txn.conn.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
             return hooks
@@ -481,6 +490,7 @@ class SQLiteStorage:
                 return None
             hook = _webhook(rows[0])
             await txn.conn.execute("DELETE FROM feed WHERE webhook_id = ?", (webhook_id,))
+            await _forget_deliveries(txn.conn, [webhook_id])
             await txn.conn.execute("DELETE FROM webhooks WHERE id = ?", (webhook_id,))
             return WebhookChange(hook, await _active_count(txn.conn, hook.account_id))
 
@@ -586,10 +596,231 @@ class SQLiteStorage:
                 "DELETE FROM feed WHERE webhook_id = ? AND seq <= ?", [(row[0], through) for row in hooks]
             )
             await conn.execute("DELETE FROM events WHERE seq <= ?", (through,))
+            await conn.execute("DELETE FROM deliveries WHERE seq <= ?", (through,))
+            await conn.execute("DELETE FROM delivery_attempts WHERE created_at < ?", (older_than,))
             await conn.execute("UPDATE meta SET value = ? WHERE key = 'pruned_through'", (str(through),))
             return count
 
         return await self._write(job)
+
+    # Custom-mode delivery
+
+    async def delivery_state(self, webhook_id: str) -> DeliveryState:
+        async with self._read() as conn:
+            rows = await _rows(
+                conn, "SELECT cursor_seq, failing_since FROM delivery_state WHERE webhook_id = ?", (webhook_id,)
+            )
+        return DeliveryState(rows[0][0], rows[0][1]) if rows else DeliveryState(0, None)
+
+    async def due_deliveries(self, webhook_id: str, now: int, limit: int) -> list[PendingDelivery]:
+        async with self._read() as conn:
+            rows = await _rows(
+                conn,
+                "SELECT e.seq, e.id, e.account_id, e.type, e.body, d.attempts, d.next_attempt_at"
+                " FROM deliveries d JOIN events e ON e.seq = d.seq"
+                " WHERE d.webhook_id = ? AND d.next_attempt_at <= ? ORDER BY d.seq LIMIT ?",
+                (webhook_id, now, limit),
+            )
+        return [PendingDelivery(StoredEvent(*row[:5]), row[5], row[6]) for row in rows]
+
+    async def next_delivery_due(self, webhook_id: str) -> int | None:
+        async with self._read() as conn:
+            rows = await _rows(conn, "SELECT min(next_attempt_at) FROM deliveries WHERE webhook_id = ?", (webhook_id,))
+        return rows[0][0] if rows else None
+
+    async def record_attempt(
+        self, attempt: DeliveryAttempt, *, from_cursor: int | None, next_attempt_at: int | None = None
+    ) -> bool:
+        async def job(txn: _Transaction) -> bool:
+            conn = txn.conn
+            await conn.execute(
+                "INSERT INTO delivery_attempts (webhook_id, seq, event_id, attempt, outcome, status_code,"
+                " latency_ms, error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    attempt.webhook_id,
+                    attempt.seq,
+                    attempt.event_id,
+                    attempt.attempt,
+                    attempt.outcome,
+                    attempt.status_code,
+                    attempt.latency_ms,
+                    attempt.error,
+                    attempt.created_at,
+                ),
+            )
+            key = (attempt.webhook_id, attempt.seq)
+            if from_cursor is None:
+                if attempt.outcome == "retrying":
+                    await conn.execute(
+                        "UPDATE deliveries SET attempts = ?, next_attempt_at = ? WHERE webhook_id = ? AND seq = ?",
+                        (attempt.attempt, next_attempt_at, *key),
+                    )
+                else:
+                    await conn.execute("DELETE FROM deliveries WHERE webhook_id = ? AND seq = ?", key)
+                return True
+            await conn.execute("INSERT OR IGNORE INTO delivery_state (webhook_id) VALUES (?)", (attempt.webhook_id,))
+            cursor = await conn.execute(
+                "UPDATE delivery_state SET cursor_seq = ? WHERE webhook_id = ? AND cursor_seq = ?",
+                (attempt.seq, attempt.webhook_id, from_cursor),
+            )
+            if cursor.rowcount == 0:
+                return False
+            if attempt.outcome == "retrying":
+                await conn.execute(
+                    "INSERT OR REPLACE INTO deliveries (webhook_id, seq, attempts, next_attempt_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (*key, attempt.attempt, next_attempt_at),
+                )
+            return True
+
+        return await self._write(job)
+
+    async def list_attempts(self, webhook_id: str, before_id: int | None, limit: int) -> list[DeliveryAttempt]:
+        async with self._read() as conn:
+            rows = await _rows(
+                conn,
+                "SELECT webhook_id, seq, event_id, attempt, outcome, status_code, latency_ms, error, created_at, id"
+                " FROM delivery_attempts WHERE webhook_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+                (webhook_id, before_id if before_id is not None else 2**63 - 1, limit),
+            )
+        return [DeliveryAttempt(*row) for row in rows]
+
+    async def attempt_counts(self, webhook_id: str, since: int) -> tuple[int, int]:
+        async with self._read() as conn:
+            rows = await _rows(
+                conn,
+                "SELECT count(*), coalesce(sum(outcome != 'delivered'), 0) FROM delivery_attempts"
+                " WHERE webhook_id = ? AND created_at >= ?",
+                (webhook_id, since),
+            )
+        return int(rows[0][0]), int(rows[0][1])
+
+    async def set_failing_since(self, webhook_id: str, failing_since: int | None) -> None:
+        async def job(txn: _Transaction) -> None:
+            await txn.conn.execute("INSERT OR IGNORE INTO delivery_state (webhook_id) VALUES (?)", (webhook_id,))
+            await txn.conn.execute(
+                "UPDATE delivery_state SET failing_since = ? WHERE webhook_id = ?", (failing_since, webhook_id)
+            )
+
+        await self._write(job)
+
+    async def recover_deliveries(self, webhook_id: str, after_seq: int) -> None:
+        async def job(txn: _Transaction) -> None:
+            conn = txn.conn
+            await conn.execute("INSERT OR IGNORE INTO delivery_state (webhook_id) VALUES (?)", (webhook_id,))
+            await conn.execute(
+                "UPDATE delivery_state SET cursor_seq = min(cursor_seq, ?) WHERE webhook_id = ?",
+                (after_seq, webhook_id),
+            )
+            # Those after the cursor come again through the feed, from their first attempt.
+            await conn.execute("DELETE FROM deliveries WHERE webhook_id = ? AND seq > ?", (webhook_id, after_seq))
+
+        await self._write(job)
+
+    # Monitors and metering
+
+    async def start_monitor(
+        self, account_id: str, api_key_id: str, owner: str, at: int, lease_now: int, lease_until: int
+    ) -> bool:
+        async def job(txn: _Transaction) -> bool:
+            conn = txn.conn
+            rows = await _rows(conn, "SELECT owner, expires_at FROM monitor_leases WHERE account_id = ?", (account_id,))
+            if rows and rows[0][0] != owner and rows[0][1] > lease_now:
+                return False
+            await conn.execute(
+                "INSERT INTO monitor_leases (account_id, owner, expires_at, status, reason)"
+                " VALUES (?, ?, ?, 'running', NULL) ON CONFLICT (account_id) DO UPDATE SET"
+                " owner = excluded.owner, expires_at = excluded.expires_at, status = 'running', reason = NULL",
+                (account_id, owner, lease_until),
+            )
+            # A holder that died left its interval open: it ends at the last time we know it ran.
+            await conn.execute(
+                "UPDATE monitor_intervals SET stopped_at = checkpoint_at"
+                " WHERE account_id = ? AND stopped_at IS NULL AND owner != ?",
+                (account_id, owner),
+            )
+            mine = await _rows(
+                conn,
+                "SELECT 1 FROM monitor_intervals WHERE account_id = ? AND stopped_at IS NULL AND owner = ?",
+                (account_id, owner),
+            )
+            if not mine:
+                await conn.execute(
+                    "INSERT INTO monitor_intervals (account_id, api_key_id, owner, started_at, checkpoint_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (account_id, api_key_id, owner, at, at),
+                )
+            return True
+
+        return await self._write(job)
+
+    async def checkpoint_monitors(self, owner: str, at: int, lease_until: int) -> set[str]:
+        async def job(txn: _Transaction) -> set[str]:
+            conn = txn.conn
+            await conn.execute("UPDATE monitor_leases SET expires_at = ? WHERE owner = ?", (lease_until, owner))
+            await conn.execute(
+                "UPDATE monitor_intervals SET checkpoint_at = max(checkpoint_at, ?)"
+                " WHERE owner = ? AND stopped_at IS NULL",
+                (at, owner),
+            )
+            rows = await _rows(conn, "SELECT account_id FROM monitor_leases WHERE owner = ?", (owner,))
+            return {row[0] for row in rows}
+
+        return await self._write(job)
+
+    async def stop_monitor(self, account_id: str, owner: str, at: int) -> None:
+        async def job(txn: _Transaction) -> None:
+            conn = txn.conn
+            await conn.execute(
+                "UPDATE monitor_intervals SET stopped_at = max(checkpoint_at, ?), checkpoint_at = max(checkpoint_at, ?)"
+                " WHERE account_id = ? AND owner = ? AND stopped_at IS NULL",
+                (at, at, account_id, owner),
+            )
+            await conn.execute("DELETE FROM monitor_leases WHERE account_id = ? AND owner = ?", (account_id, owner))
+
+        await self._write(job)
+
+    async def set_monitor_status(self, account_id: str, owner: str, status: str, reason: str | None) -> None:
+        async def job(txn: _Transaction) -> None:
+            await txn.conn.execute(
+                "UPDATE monitor_leases SET status = ?, reason = ? WHERE account_id = ? AND owner = ?",
+                (status, reason, account_id, owner),
+            )
+
+        await self._write(job)
+
+    async def monitor_lease(self, account_id: str) -> MonitorLease | None:
+        async with self._read() as conn:
+            rows = await _rows(
+                conn,
+                "SELECT account_id, owner, expires_at, status, reason FROM monitor_leases WHERE account_id = ?",
+                (account_id,),
+            )
+        return MonitorLease(*rows[0]) if rows else None
+
+    async def close_stale_intervals(self, lease_now: int) -> int:
+        async def job(txn: _Transaction) -> int:
+            conn = txn.conn
+            cursor = await conn.execute(
+                "UPDATE monitor_intervals SET stopped_at = checkpoint_at WHERE stopped_at IS NULL AND NOT EXISTS"
+                " (SELECT 1 FROM monitor_leases l WHERE l.account_id = monitor_intervals.account_id"
+                " AND l.owner = monitor_intervals.owner AND l.expires_at > ?)",
+                (lease_now,),
+            )
+            await conn.execute("DELETE FROM monitor_leases WHERE expires_at <= ?", (lease_now,))
+            return cursor.rowcount
+
+        return await self._write(job)
+
+    async def monitor_intervals(self, account_id: str, api_key_id: str) -> list[MonitorInterval]:
+        async with self._read() as conn:
+            rows = await _rows(
+                conn,
+                "SELECT started_at, checkpoint_at, stopped_at FROM monitor_intervals"
+                " WHERE account_id = ? AND api_key_id = ? ORDER BY id",
+                (account_id, api_key_id),
+            )
+        return [MonitorInterval(*row) for row in rows]
 
 
 async def _rows(conn: aiosqlite.Connection, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
@@ -603,6 +834,12 @@ async def _active_count(conn: aiosqlite.Connection, account_id: str) -> int:
         )
     )
     return int(rows[0][0])
+
+
+async def _forget_deliveries(conn: aiosqlite.Connection, webhook_ids: list[str]) -> None:
+    params = [(webhook_id,) for webhook_id in webhook_ids]
+    for table in ("delivery_state", "deliveries", "delivery_attempts"):
+        await conn.executemany(f"DELETE FROM {table} WHERE webhook_id = ?", params)
 
 
 class _Reader:

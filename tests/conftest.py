@@ -5,7 +5,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.server import Api, Server
+from tests.backends import backend_name, backend_schema, same_backend, storage_backend  # noqa: F401 - fixtures
+from tests.server import TEST_DATABASE, Api, Server, drop_session_schemas
+
+
+@pytest.fixture(scope="session", autouse=True)
+def postgres_schemas_dropped_after_the_session() -> Iterator[None]:
+    """With HOOKSTREAM_TEST_DATABASE=postgres, leave no test schema behind in the shared database."""
+    yield
+    if TEST_DATABASE == "postgres":
+        drop_session_schemas()
 
 
 @pytest.fixture
@@ -42,3 +51,18 @@ def api(shared_server: Server) -> Iterator[Api]:
     client = Api(shared_server)
     yield client
     client.close()
+
+
+@pytest.fixture
+def connect() -> Iterator[Callable[..., Api]]:
+    """Make customer clients, `connect(server, api_key=None)`; all are closed after the test."""
+    clients: list[Api] = []
+
+    def make(server: Server, api_key: str | None = None) -> Api:
+        client = Api(server, api_key)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import socket
@@ -18,6 +19,45 @@ ADMIN_TOKEN = "test-admin-token"
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# HOOKSTREAM_TEST_DATABASE=postgres runs every test server on PostgreSQL, in a schema named after
+# this session and the server's directory: a restarted server finds its data, runs never share any.
+TEST_DATABASE = os.environ.get("HOOKSTREAM_TEST_DATABASE", "sqlite")
+SESSION = uuid.uuid4().hex[:8]
+
+
+def postgres_test_url(schema: str) -> str:
+    """HOOKSTREAM_TEST_POSTGRES_URL with a `schema` of its own."""
+    url = os.environ.get("HOOKSTREAM_TEST_POSTGRES_URL")
+    if not url:
+        raise RuntimeError("set HOOKSTREAM_TEST_POSTGRES_URL=postgresql://… to run tests on PostgreSQL")
+    return f"{url}{'&' if '?' in url else '?'}schema={schema}"
+
+
+def default_database_url(directory: Path) -> str:
+    """Where a test server in `directory` keeps its data: a SQLite file there, or a PostgreSQL schema."""
+    if TEST_DATABASE == "postgres":
+        return postgres_test_url(f"t_{SESSION}_{hashlib.blake2b(str(directory).encode(), digest_size=6).hexdigest()}")
+    return f"sqlite:///{directory / 'hookstream.db'}"
+
+
+def drop_session_schemas() -> None:
+    """Drop the PostgreSQL schemas this session's test servers created."""
+    import asyncio
+
+    import asyncpg
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(os.environ["HOOKSTREAM_TEST_POSTGRES_URL"])
+        try:
+            rows = await conn.fetch("SELECT nspname FROM pg_namespace WHERE nspname LIKE $1", f"t\\_{SESSION}\\_%")
+            for row in rows:
+                await conn.execute(f'DROP SCHEMA "{row[0]}" CASCADE')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -31,7 +71,7 @@ class Server:
         self.directory = directory
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.database_url = database_url or f"sqlite:///{directory / 'hookstream.db'}"
+        self.database_url = database_url or default_database_url(directory)
         self.env = {
             **os.environ,
             "DATABASE_URL": self.database_url,

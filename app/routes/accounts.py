@@ -9,32 +9,42 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.context import context
+from app.connectors import allowed_connectors
+from app.context import Context, context
 from app.errors import BadRequest, Conflict, NotFound
 from app.ids import account_id as new_account_id
+from app.monitors import monitoring_state
 from app.requests import customer, json_body, optional_str, reject_unknown
 from app.responses import iso_micros, success
-from storage.base import Account, AccountExists, ApiKey, WebhookChange
+from storage.base import Account, AccountExists, ApiKey, MonitorLease, WebhookChange
 
-ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+=-]{0,127}$")
-CONNECTOR = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:]{0,199}$")
+ACCOUNT_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.:@+=-]{0,127}\Z")  # \Z: `$` would allow a trailing newline
+CONNECTOR = re.compile(r"\A[A-Za-z_][A-Za-z0-9_.:]{0,199}\Z")
 
 
-def account_json(account: Account) -> dict[str, Any]:
+def account_json(account: Account, lease: MonitorLease | None = None) -> dict[str, Any]:
+    monitoring, reason = monitoring_state(account, lease)
     return {
         "account_id": account.id,
         "name": account.name,
         "connector": account.connector,
-        "monitoring": "running" if account.active_webhooks else "idle",
-        "status_reason": None,
+        "monitoring": monitoring,
+        "status_reason": reason,
         "active_webhooks": account.active_webhooks,
         "created_at": iso_micros(account.created_at),
     }
 
 
+async def monitored_account_json(ctx: Context, account: Account) -> dict[str, Any]:
+    """The account with its monitor's state, which may be held by another process."""
+    lease = await ctx.storage.monitor_lease(account.id) if account.active_webhooks else None
+    return account_json(account, lease)
+
+
 async def owned_account(request: Request, key: ApiKey, account_id: str) -> Account:
     """The account if this key owns it; 404 otherwise, whether or not it exists."""
-    account = await context(request).storage.get_account(account_id)
+    # An id no account can have is unknown without asking the database (PostgreSQL refuses NUL in text).
+    account = await context(request).storage.get_account(account_id) if ACCOUNT_ID.match(account_id) else None
     if account is None or account.api_key_id != key.id:
         raise NotFound(f"No account {account_id!r}.", code="account_not_found")
     return account
@@ -57,6 +67,13 @@ async def create_account(request: Request) -> Response:
     connector = optional_str(body, "connector", max_length=200) or ctx.settings.default_connector
     if not CONNECTOR.match(connector):
         raise BadRequest("connector must be a connector name or a package.module:Class path.", field="connector")
+    allowed = allowed_connectors(ctx.settings)
+    if connector not in allowed:
+        raise BadRequest(
+            f"connector {connector!r} is not enabled on this server; use one of: {', '.join(allowed)}"
+            " (the operator enables more with HOOKSTREAM_CONNECTORS).",
+            field="connector",
+        )
     try:
         account = await ctx.storage.create_account(account_id, key.id, name, connector)
     except AccountExists:
@@ -66,14 +83,15 @@ async def create_account(request: Request) -> Response:
 
 async def list_accounts(request: Request) -> Response:
     key = await customer(request)
-    accounts = await context(request).storage.list_accounts(key.id)
-    return success([account_json(account) for account in accounts], "list_accounts")
+    ctx = context(request)
+    accounts = await ctx.storage.list_accounts(key.id)
+    return success([await monitored_account_json(ctx, account) for account in accounts], "list_accounts")
 
 
 async def get_account(request: Request) -> Response:
     key = await customer(request)
     account = await owned_account(request, key, request.path_params["account_id"])
-    return success(account_json(account), "get_account")
+    return success(await monitored_account_json(context(request), account), "get_account")
 
 
 async def delete_account(request: Request) -> Response:

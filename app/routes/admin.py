@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from starlette.requests import Request
@@ -14,6 +15,8 @@ from app.errors import BadRequest, NotFound
 from app.requests import json_body, optional_str, reject_unknown, require_admin
 from app.responses import iso_micros, success
 from storage.base import ApiKey, Storage
+
+_KEY_ID = re.compile(r"\A[\x21-\x7e]{1,64}\Z")
 
 
 def api_key_json(key: ApiKey) -> dict[str, Any]:
@@ -53,7 +56,8 @@ async def list_api_keys(request: Request) -> Response:
 async def revoke_api_key(request: Request) -> Response:
     require_admin(request)
     key_id = request.path_params["key_id"]
-    key = await context(request).storage.revoke_api_key(key_id)
+    # An id we never issue is unknown without asking the database (PostgreSQL refuses NUL in text).
+    key = await context(request).storage.revoke_api_key(key_id) if _KEY_ID.match(key_id) else None
     if key is None:
         raise NotFound(f"No API key {key_id!r}.", code="api_key_not_found")
     return success(api_key_json(key), "revoke_api_key")

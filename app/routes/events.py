@@ -14,11 +14,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.context import context
+from app.delivery import delivery_engine
 from app.envelopes import build_event, encode
 from app.errors import BadRequest, Conflict, NotFound
 from app.ids import event_id
 from app.requests import customer, json_body, query_int, reject_unknown, require_admin
 from app.responses import JSONResponse, iso_millis, success
+from app.routes.accounts import ACCOUNT_ID
 from app.routes.webhooks import owned_webhook
 from storage.base import AccountNotMonitored, EventIdConflict, FeedPage, NewEvent, UnknownAccount
 
@@ -31,6 +33,9 @@ MAX_WAIT = 60.0
 async def ingest(request: Request) -> Response:
     require_admin(request)
     account_id = request.path_params["account_id"]
+    if not ACCOUNT_ID.match(account_id):
+        # No account can have this id; don't send it to the database (PostgreSQL refuses NUL in text).
+        raise NotFound(f"No account {account_id!r}.", code="account_not_found")
     body = await json_body(request)
     ctx = context(request)
     build = functools.partial(
@@ -138,6 +143,11 @@ async def test_event(request: Request) -> Response:
     key = await customer(request)
     webhook = await owned_webhook(request, key)
     ctx = context(request)
+    if webhook.mode == "custom":
+        # Delivered at once and outside the feed, so it neither waits behind nor reorders real events.
+        sent = await delivery_engine(ctx).deliver_test(webhook)
+        outcome = {"status_code": sent.status_code, "latency_ms": sent.latency_ms, "ok": sent.ok, "error": sent.error}
+        return success(outcome, "test_webhook")
     data = {"webhook_id": webhook.id, "message": "This is a test event from hookstream."}
     event = encode(event_id(), "webhook.test", webhook.account_id, iso_millis(), orjson.dumps(data))
     result = await ctx.storage.append(webhook.account_id, [event], only_webhook_id=webhook.id, require_monitored=False)

@@ -1,0 +1,51 @@
+"""The clock that meters monitored time.
+
+Production reads the system clock. Tests of credits must cover hours and days without
+waiting for them, so `HOOKSTREAM_TEST_CLOCK_FILE` (test-only: never set it in production)
+names a file holding the current time in seconds since the epoch, which the test rewrites
+to move time forward; the server reads it every time it asks for the time.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """Tells the time in microseconds since the Unix epoch."""
+
+    def now_micros(self) -> int: ...
+
+
+class SystemClock:
+    """The real time."""
+
+    def now_micros(self) -> int:
+        return time.time_ns() // 1000
+
+
+class FileClock:
+    """Test-only: the time written in a file, as seconds since the epoch (a decimal number)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self._last = 0
+
+    def now_micros(self) -> int:
+        try:
+            seconds = self.path.read_text().strip()
+            # Parse the decimal text exactly: float seconds would lose microseconds past 2**53.
+            whole, _, fraction = seconds.partition(".")
+            micros = int(whole) * 1_000_000 + int((fraction + "000000")[:6])
+        except (OSError, ValueError):
+            # A test rewriting the file may be caught mid-write; time then stands still.
+            return self._last
+        self._last = micros
+        return micros
+
+
+def clock_from(test_clock_file: str | None) -> Clock:
+    """The system clock, or the test clock when a test clock file is configured."""
+    return SystemClock() if test_clock_file is None else FileClock(test_clock_file)

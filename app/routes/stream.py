@@ -1,0 +1,101 @@
+"""`/v2/webhooks/{id}/stream` and its browser door, `/stream-token` (SPEC §5.4), and the `/console` page."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from app.context import context
+from app.errors import BadRequest, Conflict, NotFound, Unauthorized
+from app.requests import customer, query_int
+from app.responses import iso_millis, success
+from app.routes.webhooks import owned_webhook
+from app.streaming import EventStream, Streams
+from storage.base import Webhook
+
+CONSOLE = Path(__file__).resolve().parent.parent / "console"
+_SEQ = re.compile(r"\d{1,18}", re.ASCII)
+
+
+def open_streams(request: Request) -> Streams:
+    """The open streams of the app serving this request."""
+    streams: Streams = request.app.state.streams
+    return streams
+
+
+async def _streamed_webhook(request: Request) -> tuple[Webhook, str]:
+    """The webhook to stream and the API key id it counts against, from `?token=` or `x-api-key`."""
+    token = request.query_params.get("token")
+    if token is None:
+        key = await customer(request)
+        return await owned_webhook(request, key), key.id
+    webhook_id = request.path_params["webhook_id"]
+    if open_streams(request).tokens.webhook_id(token) != webhook_id:
+        raise Unauthorized("The stream token is for another webhook's stream.", code="invalid_stream_token")
+    webhook = await context(request).storage.get_webhook(webhook_id)
+    if webhook is None:
+        raise NotFound(f"No webhook {webhook_id!r}.", code="webhook_not_found")
+    return webhook, webhook.api_key_id
+
+
+def _requested_cursor(request: Request) -> tuple[int | None, str]:
+    """Where the client asked to resume: `Last-Event-ID` (browsers' reconnects), else `afterSeq`."""
+    raw = request.headers.get("last-event-id", "").strip()
+    if raw:
+        if not _SEQ.fullmatch(raw):
+            raise BadRequest(
+                f"The Last-Event-ID header must be the seq of the last event received, not {raw!r}.",
+                field="Last-Event-ID",
+            )
+        return int(raw), "Last-Event-ID"
+    return query_int(request, "afterSeq", minimum=0), "afterSeq"
+
+
+async def stream(request: Request) -> Response:
+    webhook, key_id = await _streamed_webhook(request)
+    requested, source = _requested_cursor(request)
+    state = await context(request).storage.log_state()
+    if requested is not None and requested > state.head_seq:
+        raise Conflict(
+            f"{source} {requested} is beyond the newest seq this log has assigned ({state.head_seq});"
+            " the cursor belongs to another log. Restart from afterSeq=0.",
+            code="cursor_ahead",
+        )
+    if not webhook.is_active:
+        # 204 tells EventSource not to reconnect.
+        return Response(status_code=204, headers={"hookstream-epoch": state.epoch})
+    streams = open_streams(request)
+    streams.reserve(key_id)
+    cursor = state.head_seq if requested is None else requested
+    pruned = requested is not None and state.pruned_through > requested
+    return EventStream(streams, webhook.id, key_id, cursor, state.epoch, state.pruned_through if pruned else None)
+
+
+async def stream_token(request: Request) -> Response:
+    key = await customer(request)
+    webhook = await owned_webhook(request, key)
+    issued = open_streams(request).tokens.issue(webhook.id)
+    data = {
+        "token": issued.token,
+        "expires_at": iso_millis(issued.expires_at_ms * 1000),
+        "webhook_id": webhook.id,
+        "stream_url": f"/v2/webhooks/{webhook.id}/stream?token={issued.token}",
+    }
+    return success(data, "create_stream_token")
+
+
+async def console(request: Request) -> Response:
+    return FileResponse(CONSOLE / "index.html", headers={"cache-control": "no-cache"})
+
+
+routes = [
+    Route("/v2/webhooks/{webhook_id}/stream", stream, methods=["GET"]),
+    Route("/v2/webhooks/{webhook_id}/stream-token", stream_token, methods=["POST"]),
+    Route("/console", console, methods=["GET"]),
+    Mount("/console", StaticFiles(directory=CONSOLE), name="console"),
+]

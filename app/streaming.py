@@ -1,0 +1,282 @@
+"""Server-sent event streams of a webhook's feed (SPEC §5.4).
+
+One loop serves catch-up and live alike. A stream keeps a cursor (the seq of
+the last event it sent) and registers with the hub *before* its first read.
+Then it reads the feed after the cursor — from the hub's in-memory tail when
+that reaches back far enough, else from storage a page at a time — until it
+is caught up, and waits for the hub's signal or the heartbeat. Registering
+first means an event committed at any moment is either in a read or wakes the
+next one (no gap); every read starting after the cursor means no duplicate.
+
+A stream is one task, plus a small one that waits for the client to go away.
+A slow reader costs no memory here: storage is the buffer, and a stream holds
+at most one page. A client that stops reading would hold its connection
+forever, though: when more than `HOOKSTREAM_STREAM_BACKLOG` events join its
+feed while a write to it has been pending for over a second, the stream is
+cut, and the client resumes from its cursor.
+
+uvicorn tells an app nothing when SIGTERM arrives; it waits for open responses
+to finish. `Streams.start` chains a signal handler in front of the server's
+own, so open streams end at once and the process exits promptly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+import anyio
+import orjson
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from app.context import Context
+from app.errors import ServiceUnavailable, TooManyRequests
+from app.tokens import StreamTokens
+from storage.base import StoredEvent
+
+logger = logging.getLogger("hookstream.streaming")
+
+PAGE_SIZE = 500
+RETRY_MS = 3000
+# How long one write to a client may stay pending before its backlog counts against it.
+STALL_SECONDS = 1.0
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_SignalHandler = Callable[[int, FrameType | None], Any] | int | None
+
+
+def event_frame(event: StoredEvent) -> bytes:
+    """One feed event as an SSE message; the envelope bytes go out exactly as stored (one line of JSON)."""
+    return b"id: %d\nevent: %b\ndata: %b\n\n" % (event.seq, event.type.encode(), event.body)
+
+
+def pruned_frame(after_seq: int, oldest_seq: int) -> bytes:
+    """The message that says retention deleted events after the cursor; no `id:`, so the cursor stays."""
+    data = orjson.dumps({"afterSeq": after_seq, "oldestSeq": oldest_seq})
+    return b"event: pruned\ndata: %b\n\n" % data
+
+
+class Streams:
+    """Every open stream of this process: the per-key limit, stream tokens, and ending them all at shutdown."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.tokens = StreamTokens.from_settings(ctx.settings)
+        self.closing = False
+        self._per_key: dict[str, int] = {}
+        self._open: set[EventStream] = set()
+        self._handlers: dict[int, tuple[_SignalHandler, _SignalHandler]] = {}
+
+    def reserve(self, key_id: str) -> None:
+        """Count a new stream against its API key; 429 past the limit, 503 while shutting down."""
+        if self.closing:
+            raise ServiceUnavailable("The server is shutting down; reconnect in a moment.", code="shutting_down")
+        count = self._per_key.get(key_id, 0)
+        limit = self.ctx.settings.max_streams_per_key
+        if count >= limit:
+            raise TooManyRequests(
+                f"This API key already has {count} open streams, the most allowed; close one first.",
+                code="too_many_streams",
+            )
+        self._per_key[key_id] = count + 1
+
+    def release(self, key_id: str) -> None:
+        count = self._per_key.get(key_id, 0) - 1
+        if count > 0:
+            self._per_key[key_id] = count
+        else:
+            self._per_key.pop(key_id, None)
+
+    def opened(self, stream: EventStream) -> None:
+        self._open.add(stream)
+        self.ctx.metrics.open_streams.inc()
+
+    def closed(self, stream: EventStream) -> None:
+        self._open.discard(stream)
+        self.ctx.metrics.open_streams.dec()
+        self.release(stream.key_id)
+
+    def close(self) -> None:
+        """End every open stream now and refuse new ones: the server is going away."""
+        if self.closing:
+            return
+        self.closing = True
+        if self._open:
+            logger.info("shutting down: ending %d open streams", len(self._open))
+        for stream in list(self._open):
+            stream.server_closing()
+
+    async def start(self) -> None:
+        """Chain a SIGTERM/SIGINT handler in front of the server's, so streams end as soon as shutdown begins."""
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread; the lifespan's stop still ends streams
+        loop = asyncio.get_running_loop()
+        for signum in _SIGNALS:
+            previous = signal.getsignal(signum)
+            handler = functools.partial(self._on_signal, loop, previous)
+            signal.signal(signum, handler)
+            self._handlers[signum] = (previous, handler)
+
+    async def stop(self) -> None:
+        self.close()
+        for signum, (previous, handler) in self._handlers.items():
+            if signal.getsignal(signum) is handler:
+                signal.signal(signum, previous)
+        self._handlers.clear()
+
+    def _on_signal(
+        self, loop: asyncio.AbstractEventLoop, previous: _SignalHandler, signum: int, frame: FrameType | None
+    ) -> None:
+        loop.call_soon_threadsafe(self.close)
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_DFL:
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)
+
+
+class EventStream(Response):
+    """The `text/event-stream` response of one webhook's feed, from a cursor on."""
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self, streams: Streams, webhook_id: str, key_id: str, cursor: int, epoch: str, pruned_through: int | None
+    ) -> None:
+        self.status_code = 200
+        self.background = None
+        self.init_headers({"cache-control": "no-cache", "x-accel-buffering": "no", "hookstream-epoch": epoch})
+        self.streams = streams
+        self.webhook_id = webhook_id
+        self.key_id = key_id
+        self._cursor = cursor
+        # Set only when retention deleted events after the cursor: the first message then says so.
+        self._pruned_through = pruned_through
+        self._signal = asyncio.Event()
+        self._scope = anyio.CancelScope()
+        self._changed = False
+        self._ending = False
+        self._closing = False
+        self._abandoned = False
+        self._send_started: float | None = None
+        self._missed = 0
+
+    @property
+    def cursor(self) -> int:
+        """The seq of the last event this stream has sent."""
+        return self._cursor
+
+    def feed_grew(self, count: int) -> None:
+        """Wake the loop; cut the stream when its client has stopped reading and the backlog passes the limit."""
+        self._signal.set()
+        if self._send_started is None:
+            return
+        self._missed += count
+        if (
+            self._missed > self.streams.ctx.settings.stream_backlog
+            and time.monotonic() - self._send_started > STALL_SECONDS
+            and not self._abandoned
+        ):
+            logger.warning(
+                "ending a stream of webhook %s: its client stopped reading and %d events are waiting",
+                self.webhook_id,
+                self._missed,
+            )
+            self._abandon()
+
+    def webhook_changed(self) -> None:
+        self._changed = True
+        self._signal.set()
+
+    def server_closing(self) -> None:
+        self._closing = True
+        self._signal.set()
+        if self._send_started is not None:
+            # A client that is not reading would hold the shutdown up; drop it.
+            self._abandon()
+
+    def _abandon(self) -> None:
+        """End the stream without its closing chunk; the server then closes the connection."""
+        self._abandoned = True
+        self._scope.cancel()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        streams = self.streams
+        hub = streams.ctx.hub
+        hub.watch(self.webhook_id, self)
+        streams.opened(self)
+        try:
+            with self._scope:
+                disconnect = asyncio.create_task(self._wait_for_disconnect(receive))
+                try:
+                    await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+                    # The `id:` sets the browser's Last-Event-ID before any event, so even a reconnect of a
+                    # stream that started at the live tail and has not received one yet resumes without a gap.
+                    await self._send(send, b"retry: %d\nid: %d\n\n" % (RETRY_MS, self._cursor))
+                    await self._run(send)
+                finally:
+                    disconnect.cancel()
+        finally:
+            hub.unwatch(self.webhook_id, self)
+            streams.closed(self)
+        if not self._abandoned:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _wait_for_disconnect(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        # The client went away: there is nothing left to send, so stop wherever the loop is.
+        self._abandon()
+
+    async def _run(self, send: Send) -> None:
+        """Send the feed after the cursor until the webhook stops, the server closes or the client leaves."""
+        ctx = self.streams.ctx
+        storage, hub = ctx.storage, ctx.hub
+        heartbeat = ctx.settings.heartbeat_seconds
+        while True:
+            self._signal.clear()
+            if self._closing:
+                return
+            if self._changed:
+                self._changed = False
+                webhook = await storage.get_webhook(self.webhook_id)
+                # Stopped or deleted: send what joined the feed before that, then end.
+                self._ending = webhook is None or not webhook.is_active
+            events = hub.tail_after(self.webhook_id, self._cursor)
+            more = False
+            if events is None:
+                page = await storage.read_feed(self.webhook_id, self._cursor, PAGE_SIZE)
+                events, more = list(page.events), page.has_more
+            frames = [event_frame(event) for event in events]
+            if self._pruned_through is not None:
+                oldest = events[0].seq if events else self._pruned_through + 1
+                frames.insert(0, pruned_frame(self._cursor, oldest))
+                self._pruned_through = None
+            if frames:
+                await self._send(send, b"".join(frames))
+                if events:
+                    self._cursor = events[-1].seq
+                    ctx.metrics.stream_events_sent.inc(len(events))
+            if more:
+                continue
+            if self._ending:
+                return
+            with anyio.move_on_after(heartbeat) as idle:
+                await self._signal.wait()
+            if idle.cancelled_caught:
+                await self._send(send, b": ping\n\n")
+
+    async def _send(self, send: Send, body: bytes) -> None:
+        self._send_started = time.monotonic()
+        try:
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+        finally:
+            self._send_started = None
+            self._missed = 0

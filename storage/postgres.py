@@ -1,0 +1,991 @@
+"""The PostgreSQL backend: many processes, one log, seq order equal to commit order.
+
+Concurrent transactions commit in any order, so a seq taken from a sequence
+before commit would let a reader see seq N+1 while N is still in flight and
+move its cursor past N for good. Here every append transaction first locks
+the single row of `log_head` and takes its seqs from it: the lock serializes
+appenders cluster-wide until commit, so commit order is seq order and a
+reader that sees N+1 has N too. Each process batches the appends waiting
+at that moment into one transaction (group commit, as the SQLite writer
+does), so the lock and the fsync are paid once per batch, not per ingest.
+
+Wake-ups cross processes through LISTEN/NOTIFY: an append transaction
+notifies its schema's channel with the new head seq, delivered on commit.
+Every process listens on a dedicated connection and, when the head moves
+past what it has published, reads the new events and their feed webhooks
+in one query and hands its notifiers the same `Committed` records as a
+local commit. If that connection drops, the process reconnects with
+backoff and catches up from the last seq it published, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from storage.base import (
+    Account,
+    AccountExists,
+    AccountNotMonitored,
+    ApiKey,
+    Appended,
+    AppendResult,
+    Committed,
+    DeliveryAttempt,
+    DeliveryState,
+    EventIdConflict,
+    FeedMatcher,
+    FeedPage,
+    LogNotifier,
+    LogState,
+    MonitorInterval,
+    MonitorLease,
+    NewEvent,
+    PendingDelivery,
+    StoredEvent,
+    UnknownAccount,
+    Webhook,
+    WebhookChange,
+)
+from storage.migrations import POSTGRES_MIGRATIONS
+
+logger = logging.getLogger("hookstream.postgres")
+
+T = TypeVar("T")
+Record = asyncpg.Record
+# A connection of its own or one borrowed from the pool.
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+Job = Callable[["_Batch"], Awaitable[T]]
+
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_CHANNEL = "hookstream_log"
+_CATCH_UP_PAGE = 1000
+_WEBHOOK_COLUMNS = (
+    "id, account_id, api_key_id, url, secret, events, compressed_delivery, is_active, status, created_at, updated_at"
+)
+_ACCOUNT_COLUMNS = (
+    "a.id, a.api_key_id, a.name, a.connector, a.created_at, "
+    "(SELECT count(*) FROM webhooks w WHERE w.account_id = a.id AND w.is_active)"
+)
+
+
+def now_micros() -> int:
+    return time.time_ns() // 1000
+
+
+def _unstorable(*texts: str | None) -> bool:
+    """True for text PostgreSQL cannot hold (NUL, lone surrogates): no row can have it, so lookups find nothing."""
+    for text in texts:
+        if text is not None and ("\x00" in text or not text.isascii() and _has_surrogate(text)):
+            return True
+    return False
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _lock_key(name: str) -> int:
+    """A stable signed 64-bit advisory lock key for a name."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+def split_schema(url: str) -> tuple[str, str | None]:
+    """The URL without its `schema` query parameter (asyncpg would send it as a setting), and that schema."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schemas = [value for key, value in query if key == "schema"]
+    rest = [(key, value) for key, value in query if key != "schema"]
+    return urlunsplit(parts._replace(query=urlencode(rest))), (schemas[-1] if schemas else None)
+
+
+def _webhook(row: Record) -> Webhook:
+    return Webhook(
+        id=row[0],
+        account_id=row[1],
+        api_key_id=row[2],
+        url=row[3],
+        secret=row[4],
+        events=tuple(row[5]),
+        compressed_delivery=row[6],
+        is_active=row[7],
+        status=row[8],
+        created_at=row[9],
+        updated_at=row[10],
+    )
+
+
+def _account(row: Record) -> Account:
+    return Account(
+        id=row[0], api_key_id=row[1], name=row[2], connector=row[3], created_at=row[4], active_webhooks=row[5]
+    )
+
+
+def _api_key(row: Record) -> ApiKey:
+    return ApiKey(id=row[0], name=row[1], prefix=row[2], created_at=row[3], revoked_at=row[4])
+
+
+@dataclass
+class _Batch:
+    """One group transaction: its connection, the newest seq it assigned, and what it appended."""
+
+    conn: Connection
+    head: int
+    committed: list[Committed] = field(default_factory=list)
+
+
+@dataclass
+class _Pending:
+    job: Job[Any]
+    future: asyncio.Future[Any]
+
+
+class PostgresStorage:
+    """A backend that any number of processes share through one PostgreSQL database (or schema)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        matcher: FeedMatcher,
+        schema: str | None = None,
+        pool_size: int = 10,
+        max_batch: int = 256,
+        probe_interval: float = 10.0,
+    ) -> None:
+        self.url, url_schema = split_schema(url)
+        self.schema = schema or url_schema
+        if self.schema is not None and not _SCHEMA_NAME.fullmatch(self.schema):
+            raise ValueError(f"schema {self.schema!r} must be a plain identifier: letters, digits, underscores")
+        self._matcher = matcher
+        self._pool_size = pool_size
+        self._max_batch = max_batch
+        self._probe_interval = probe_interval
+        # A channel per schema, so logs sharing a database do not wake each other.
+        self.channel = _CHANNEL if self.schema is None else f"{_CHANNEL}.{self.schema}"[:63]
+        self._pool: asyncpg.Pool | None = None
+        self._jobs: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._writer_task: asyncio.Task[None] | None = None
+        self._notifiers: list[LogNotifier] = []
+        self._epoch = ""
+        # Every seq up to here has been handed to the notifiers of this process.
+        self._published_seq = 0
+        self._behind = asyncio.Event()
+
+    # Lifecycle
+
+    def _server_settings(self, role: str) -> dict[str, str]:
+        # The pid in the name tells an operator (and the tests) which process holds a connection.
+        settings = {"application_name": f"hookstream-{role}-{os.getpid()}"}
+        if self.schema is not None:
+            settings["search_path"] = f'"{self.schema}"'
+        return settings
+
+    async def open(self) -> None:
+        self._pool = await asyncpg.create_pool(
+            self.url, min_size=1, max_size=self._pool_size, server_settings=self._server_settings("pool")
+        )
+        try:
+            async with self._pool.acquire() as conn:
+                await self._migrate(conn)
+                self._epoch = await conn.fetchval("SELECT value FROM meta WHERE key = 'epoch'")
+                self._published_seq = await conn.fetchval("SELECT seq FROM log_head")
+        except BaseException:
+            await self._pool.close()
+            self._pool = None
+            raise
+        self._jobs = asyncio.Queue()
+        self._behind = asyncio.Event()
+        self._writer_task = asyncio.create_task(self._write_loop(), name="hookstream-postgres-writer")
+        self._tasks = [
+            asyncio.create_task(self._listen_forever(), name="hookstream-postgres-listen"),
+            asyncio.create_task(self._catch_up_forever(), name="hookstream-postgres-catch-up"),
+        ]
+
+    async def close(self) -> None:
+        if self._writer_task is not None:
+            self._jobs.put_nowait(None)
+            await self._writer_task
+            self._writer_task = None
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        self._tasks = []
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def _migrate(self, conn: Connection) -> None:
+        # The advisory lock makes processes starting together migrate one after another.
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _lock_key(f"hookstream-migrate:{self.schema}"))
+            if self.schema is not None:
+                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)"
+            )
+            applied = {row[0] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+            for version, script in sorted(POSTGRES_MIGRATIONS):
+                if version in applied:
+                    continue
+                await conn.execute(script)
+                await conn.execute("INSERT INTO schema_migrations VALUES ($1, $2)", version, now_micros())
+            await conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('epoch', $1), ('pruned_through', '0') ON CONFLICT DO NOTHING",
+                secrets.token_hex(8),
+            )
+            await conn.execute("INSERT INTO log_head (id, seq) VALUES (true, 0) ON CONFLICT DO NOTHING")
+
+    def subscribe(self, notifier: LogNotifier) -> None:
+        self._notifiers.append(notifier)
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("storage is not open")
+        return self._pool
+
+    async def ping(self) -> None:
+        await self.pool.fetchval("SELECT 1")
+
+    # Writes
+
+    async def _write(self, job: Job[T]) -> T:
+        if self._writer_task is None:
+            raise RuntimeError("storage is not open")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._jobs.put_nowait(_Pending(job, future))
+        return await future
+
+    async def _write_loop(self) -> None:
+        stopping = False
+        while not stopping:
+            first = await self._jobs.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < self._max_batch and not self._jobs.empty():
+                item = self._jobs.get_nowait()
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            try:
+                await self._run_batch(batch)
+            except Exception as exc:  # the loop must outlive a lost connection
+                logger.exception("append batch failed")
+                for pending in batch:
+                    if not pending.future.done():
+                        pending.future.set_exception(exc)
+
+    async def _run_batch(self, batch: list[_Pending]) -> None:
+        live = [pending for pending in batch if not pending.future.cancelled()]
+        if not live:
+            return
+        outcomes: list[tuple[_Pending, bool, Any]] = []
+        async with self.pool.acquire() as conn:
+            transaction = conn.transaction()
+            await transaction.start()
+            try:
+                # The row lock that makes commit order equal seq order, held until COMMIT.
+                txn = _Batch(conn, await conn.fetchval("SELECT seq FROM log_head FOR UPDATE"))
+                start = txn.head
+                if len(live) == 1:
+                    # Alone in its batch, a job needs no savepoint: its error undoes the whole transaction.
+                    try:
+                        outcomes.append((live[0], True, await live[0].job(txn)))
+                    except Exception as exc:
+                        outcomes.append((live[0], False, exc))
+                        txn.committed.clear()
+                        txn.head = start
+                else:
+                    for pending in live:
+                        mark, head = len(txn.committed), txn.head
+                        try:
+                            async with conn.transaction():
+                                result = await pending.job(txn)
+                        except Exception as exc:
+                            del txn.committed[mark:]
+                            txn.head = head
+                            outcomes.append((pending, False, exc))
+                        else:
+                            outcomes.append((pending, True, result))
+                if not any(ok for _, ok, _ in outcomes):
+                    await transaction.rollback()
+                else:
+                    if txn.head != start:
+                        # NOTIFY is delivered at commit, in commit order, to every listening process.
+                        await conn.execute(
+                            "WITH moved AS (UPDATE log_head SET seq = $1) SELECT pg_notify($2, $3)",
+                            txn.head,
+                            self.channel,
+                            str(txn.head),
+                        )
+                    await transaction.commit()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await transaction.rollback()
+                raise
+        if txn.committed:
+            self._committed_here(txn.committed)
+        for pending, ok, value in outcomes:
+            if pending.future.done():
+                continue
+            if ok:
+                pending.future.set_result(value)
+            else:
+                pending.future.set_exception(value)
+
+    def _publish(self, committed: Sequence[Committed]) -> None:
+        self._published_seq = committed[-1].event.seq
+        for notify in self._notifiers:
+            notify(committed, self._published_seq)
+
+    def _committed_here(self, committed: list[Committed]) -> None:
+        # Publish at once when nothing from other processes is still unread before these seqs.
+        if committed[0].event.seq == self._published_seq + 1:
+            self._publish(committed)
+        else:
+            self._behind.set()
+
+    # Cross-process wake-ups
+
+    def _on_notification(self, conn: object, pid: int, channel: str, payload: object) -> None:
+        try:
+            head = int(str(payload))
+        except ValueError:
+            return
+        if head > self._published_seq:
+            self._behind.set()
+
+    async def _listen_forever(self) -> None:
+        """Keep one LISTEN connection up, reconnecting with backoff whenever it is lost."""
+        delay = 0.05
+        while True:
+            try:
+                await self._listen_until_lost()
+                logger.warning("notification connection closed; reconnecting")
+                delay = 0.05
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                logger.warning("notification connection failed (%s); reconnecting in %.2fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _listen_until_lost(self) -> None:
+        conn = await asyncpg.connect(self.url, server_settings=self._server_settings("listen"))
+        try:
+            lost = asyncio.Event()
+            conn.add_termination_listener(lambda _conn: lost.set())
+            await conn.add_listener(self.channel, self._on_notification)
+            # Whatever was committed while nobody listened is read now.
+            self._behind.set()
+            while not lost.is_set():
+                try:
+                    await asyncio.wait_for(lost.wait(), self._probe_interval)
+                except TimeoutError:
+                    # A connection that died silently (a dropped network) shows up here.
+                    await asyncio.wait_for(conn.fetchval("SELECT 1"), self._probe_interval)
+        finally:
+            conn.terminate()
+
+    async def _catch_up_forever(self) -> None:
+        """Publish, in seq order, the events committed after the newest one this process has published."""
+        delay = 0.05
+        while True:
+            await self._behind.wait()
+            self._behind.clear()
+            try:
+                while await self._catch_up() == _CATCH_UP_PAGE:
+                    pass
+                delay = 0.05
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                logger.warning("catching up on the log failed (%s); retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                self._behind.set()
+
+    async def _catch_up(self) -> int:
+        rows = await self.pool.fetch(
+            "SELECT e.seq, e.id, e.account_id, e.type, e.body,"
+            " ARRAY(SELECT f.webhook_id FROM feed f WHERE f.seq = e.seq)"
+            " FROM events e WHERE e.seq > $1 ORDER BY e.seq LIMIT $2",
+            self._published_seq,
+            _CATCH_UP_PAGE,
+        )
+        # A local commit may have been published while this query ran.
+        fresh = [
+            Committed(StoredEvent(row[0], row[1], row[2], row[3], row[4]), tuple(row[5]))
+            for row in rows
+            if row[0] > self._published_seq
+        ]
+        if fresh:
+            self._publish(fresh)
+        return len(rows)
+
+    # Reads
+
+    async def log_state(self) -> LogState:
+        row = await self.pool.fetchrow(
+            "SELECT (SELECT seq FROM log_head), (SELECT value FROM meta WHERE key = 'pruned_through')"
+        )
+        assert row is not None
+        return LogState(epoch=self._epoch, head_seq=row[0], pruned_through=int(row[1]))
+
+    # API keys
+
+    async def create_api_key(self, key_id: str, name: str, key_hash: bytes, prefix: str) -> ApiKey:
+        created = now_micros()
+        await self.pool.execute(
+            "INSERT INTO api_keys (id, name, key_hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5)",
+            key_id,
+            name,
+            key_hash,
+            prefix,
+            created,
+        )
+        return ApiKey(id=key_id, name=name, prefix=prefix, created_at=created, revoked_at=None)
+
+    async def api_key_by_hash(self, key_hash: bytes) -> ApiKey | None:
+        row = await self.pool.fetchrow(
+            "SELECT id, name, prefix, created_at, revoked_at FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+            key_hash,
+        )
+        return _api_key(row) if row is not None else None
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        rows = await self.pool.fetch(
+            "SELECT id, name, prefix, created_at, revoked_at FROM api_keys ORDER BY created_at DESC, id"
+        )
+        return [_api_key(row) for row in rows]
+
+    async def revoke_api_key(self, key_id: str) -> ApiKey | None:
+        if _unstorable(key_id):
+            return None
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL", now_micros(), key_id
+            )
+            row = await conn.fetchrow(
+                "SELECT id, name, prefix, created_at, revoked_at FROM api_keys WHERE id = $1", key_id
+            )
+        return _api_key(row) if row is not None else None
+
+    # Accounts
+
+    async def create_account(self, account_id: str, api_key_id: str, name: str | None, connector: str) -> Account:
+        created = now_micros()
+        try:
+            await self.pool.execute(
+                "INSERT INTO accounts (id, api_key_id, name, connector, created_at) VALUES ($1, $2, $3, $4, $5)",
+                account_id,
+                api_key_id,
+                name,
+                connector,
+                created,
+            )
+        except asyncpg.UniqueViolationError:
+            raise AccountExists(account_id) from None
+        return Account(account_id, api_key_id, name, connector, created, 0)
+
+    async def get_account(self, account_id: str) -> Account | None:
+        if _unstorable(account_id):
+            return None
+        row = await self.pool.fetchrow(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a WHERE a.id = $1", account_id)
+        return _account(row) if row is not None else None
+
+    async def list_accounts(self, api_key_id: str) -> list[Account]:
+        rows = await self.pool.fetch(
+            f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a WHERE a.api_key_id = $1 ORDER BY a.created_at, a.id",
+            api_key_id,
+        )
+        return [_account(row) for row in rows]
+
+    async def delete_account(self, account_id: str) -> list[Webhook]:
+        if _unstorable(account_id):
+            return []
+        async with self.pool.acquire() as conn, conn.transaction():
+            # The account row first: it waits for a webhook being created, which the next statement then sees.
+            await conn.execute("DELETE FROM accounts WHERE id = $1", account_id)
+            rows = await conn.fetch(
+                f"DELETE FROM webhooks WHERE account_id = $1 RETURNING {_WEBHOOK_COLUMNS}", account_id
+            )
+            hooks = [_webhook(row) for row in rows]
+            await conn.execute("DELETE FROM feed WHERE webhook_id = ANY($1::text[])", [hook.id for hook in hooks])
+            await _forget_deliveries(conn, [hook.id for hook in hooks])
+        return sorted(hooks, key=lambda hook: (hook.created_at, hook.id))
+
+    # Webhooks
+
+    async def create_webhook(self, webhook: Webhook) -> WebhookChange:
+        async with self.pool.acquire() as conn, conn.transaction():
+            # FOR SHARE: the account cannot be deleted under the new webhook.
+            if await conn.fetchval("SELECT 1 FROM accounts WHERE id = $1 FOR SHARE", webhook.account_id) is None:
+                raise UnknownAccount(webhook.account_id)
+            await conn.execute(
+                f"INSERT INTO webhooks ({_WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                webhook.id,
+                webhook.account_id,
+                webhook.api_key_id,
+                webhook.url,
+                webhook.secret,
+                list(webhook.events),
+                webhook.compressed_delivery,
+                webhook.is_active,
+                webhook.status,
+                webhook.created_at,
+                webhook.updated_at,
+            )
+            return WebhookChange(webhook, await _active_count(conn, webhook.account_id))
+
+    async def get_webhook(self, webhook_id: str) -> Webhook | None:
+        if _unstorable(webhook_id):
+            return None
+        row = await self.pool.fetchrow(f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1", webhook_id)
+        return _webhook(row) if row is not None else None
+
+    async def list_webhooks(self, api_key_id: str, account_id: str | None = None) -> list[Webhook]:
+        if _unstorable(api_key_id, account_id):
+            return []
+        if account_id is None:
+            rows = await self.pool.fetch(
+                f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE api_key_id = $1 ORDER BY created_at, id", api_key_id
+            )
+        else:
+            rows = await self.pool.fetch(
+                f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE api_key_id = $1 AND account_id = $2"
+                " ORDER BY created_at, id",
+                api_key_id,
+                account_id,
+            )
+        return [_webhook(row) for row in rows]
+
+    async def active_webhooks(self) -> list[Webhook]:
+        rows = await self.pool.fetch(f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE is_active ORDER BY created_at, id")
+        return [_webhook(row) for row in rows]
+
+    async def update_webhook(
+        self,
+        webhook_id: str,
+        *,
+        events: tuple[str, ...] | None = None,
+        url: str | None = None,
+        compressed_delivery: bool | None = None,
+        secret: str | None = None,
+        status: str | None = None,
+        is_active: bool | None = None,
+    ) -> WebhookChange | None:
+        if _unstorable(webhook_id):
+            return None
+        changes: dict[str, object] = {}
+        if events is not None:
+            changes["events"] = list(events)
+        if url is not None:
+            changes["url"] = url
+        if compressed_delivery is not None:
+            changes["compressed_delivery"] = compressed_delivery
+        if secret is not None:
+            changes["secret"] = secret
+        if status is not None:
+            changes["status"] = status
+        if is_active is not None:
+            changes["is_active"] = is_active
+        changes["updated_at"] = now_micros()
+        assignments = ", ".join(f"{column} = ${number}" for number, column in enumerate(changes, start=2))
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"UPDATE webhooks SET {assignments} WHERE id = $1 RETURNING {_WEBHOOK_COLUMNS}",
+                webhook_id,
+                *changes.values(),
+            )
+            if row is None:
+                return None
+            hook = _webhook(row)
+            return WebhookChange(hook, await _active_count(conn, hook.account_id))
+
+    async def delete_webhook(self, webhook_id: str) -> WebhookChange | None:
+        if _unstorable(webhook_id):
+            return None
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(f"DELETE FROM webhooks WHERE id = $1 RETURNING {_WEBHOOK_COLUMNS}", webhook_id)
+            if row is None:
+                return None
+            hook = _webhook(row)
+            await conn.execute("DELETE FROM feed WHERE webhook_id = $1", webhook_id)
+            await _forget_deliveries(conn, [webhook_id])
+            return WebhookChange(hook, await _active_count(conn, hook.account_id))
+
+    # The log
+
+    async def append(
+        self,
+        account_id: str,
+        events: Sequence[NewEvent],
+        *,
+        only_webhook_id: str | None = None,
+        require_monitored: bool = True,
+    ) -> AppendResult:
+        matcher = self._matcher
+        appended_at = now_micros()
+
+        async def job(txn: _Batch) -> AppendResult:
+            conn = txn.conn
+            # No row locks: a webhook deleted while this runs may keep orphan feed rows, which nobody
+            # can read (its id is gone) and retention deletes; locking would make every append wait.
+            rows = await conn.fetch(
+                "SELECT w.id, w.events FROM accounts a LEFT JOIN webhooks w ON w.account_id = a.id AND w.is_active"
+                " WHERE a.id = $1",
+                account_id,
+            )
+            if not rows:
+                raise UnknownAccount(account_id)
+            hooks = [(row[0], tuple(row[1])) for row in rows if row[0] is not None]
+            if require_monitored and not hooks:
+                raise AccountNotMonitored(account_id)
+            if only_webhook_id is not None:
+                hooks = [(only_webhook_id, ("all",))]
+
+            existing: dict[str, tuple[int, str]] = {
+                row[0]: (row[1], row[2])
+                for row in await conn.fetch(
+                    "SELECT id, seq, account_id FROM events WHERE id = ANY($1::text[])", list({e.id for e in events})
+                )
+            }
+            seq = txn.head
+            appended: list[Appended] = []
+            committed: list[Committed] = []
+            seqs: list[int] = []
+            ids: list[str] = []
+            types: list[str] = []
+            bodies: list[bytes] = []
+            feed_hooks: list[str] = []
+            feed_seqs: list[int] = []
+            for event in events:
+                known = existing.get(event.id)
+                if known is not None:
+                    if known[1] != account_id:
+                        raise EventIdConflict(event.id)
+                    appended.append(Appended(event.id, known[0], False))
+                    continue
+                seq += 1
+                body = event.envelope(seq)
+                existing[event.id] = (seq, account_id)
+                seqs.append(seq)
+                ids.append(event.id)
+                types.append(event.type)
+                bodies.append(body)
+                webhook_ids = tuple(hook_id for hook_id, filters in hooks if matcher(filters, event.type))
+                feed_hooks.extend(webhook_ids)
+                feed_seqs.extend([seq] * len(webhook_ids))
+                appended.append(Appended(event.id, seq, True))
+                committed.append(Committed(StoredEvent(seq, event.id, account_id, event.type, body), webhook_ids))
+            if committed:
+                await conn.execute(
+                    "INSERT INTO events (seq, id, account_id, type, appended_at, body)"
+                    " SELECT s, i, $5, t, $6, b FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[])"
+                    " AS n(s, i, t, b)",
+                    seqs,
+                    ids,
+                    types,
+                    bodies,
+                    account_id,
+                    appended_at,
+                )
+            if feed_hooks:
+                await conn.execute(
+                    "INSERT INTO feed (webhook_id, seq) SELECT * FROM unnest($1::text[], $2::bigint[])",
+                    feed_hooks,
+                    feed_seqs,
+                )
+            txn.head = seq
+            txn.committed.extend(committed)
+            return AppendResult(tuple(appended), tuple(committed))
+
+        return await self._write(job)
+
+    async def read_feed(self, webhook_id: str, after_seq: int, limit: int) -> FeedPage:
+        if _unstorable(webhook_id):
+            return FeedPage(events=(), has_more=False)
+        rows = await self.pool.fetch(
+            "SELECT e.seq, e.id, e.account_id, e.type, e.body FROM feed f JOIN events e ON e.seq = f.seq"
+            " WHERE f.webhook_id = $1 AND f.seq > $2 ORDER BY f.seq LIMIT $3",
+            webhook_id,
+            after_seq,
+            limit + 1,
+        )
+        events = tuple(StoredEvent(row[0], row[1], row[2], row[3], row[4]) for row in rows[:limit])
+        return FeedPage(events=events, has_more=len(rows) > limit)
+
+    async def prune(self, older_than: int, batch_size: int) -> int:
+        async with self.pool.acquire() as conn, conn.transaction():
+            # One pruner at a time cluster-wide; the others find nothing to do this round.
+            if not await conn.fetchval(
+                "SELECT pg_try_advisory_xact_lock($1)", _lock_key(f"hookstream-prune:{self.schema}")
+            ):
+                return 0
+            rows = await conn.fetch("SELECT seq, appended_at FROM events ORDER BY seq LIMIT $1", batch_size)
+            through = 0
+            count = 0
+            for seq, appended_at in rows:
+                if appended_at >= older_than:
+                    break
+                through = seq
+                count += 1
+            if count == 0:
+                return 0
+            await conn.execute("DELETE FROM feed WHERE seq <= $1", through)
+            await conn.execute("DELETE FROM events WHERE seq <= $1", through)
+            await conn.execute("DELETE FROM deliveries WHERE seq <= $1", through)
+            await conn.execute("DELETE FROM delivery_attempts WHERE created_at < $1", older_than)
+            await conn.execute(
+                "UPDATE meta SET value = greatest(value::bigint, $1)::text WHERE key = 'pruned_through'", through
+            )
+            return count
+
+    # Custom-mode delivery
+
+    async def delivery_state(self, webhook_id: str) -> DeliveryState:
+        row = await self.pool.fetchrow(
+            "SELECT cursor_seq, failing_since FROM delivery_state WHERE webhook_id = $1", webhook_id
+        )
+        return DeliveryState(row[0], row[1]) if row is not None else DeliveryState(0, None)
+
+    async def due_deliveries(self, webhook_id: str, now: int, limit: int) -> list[PendingDelivery]:
+        rows = await self.pool.fetch(
+            "SELECT e.seq, e.id, e.account_id, e.type, e.body, d.attempts, d.next_attempt_at"
+            " FROM deliveries d JOIN events e ON e.seq = d.seq"
+            " WHERE d.webhook_id = $1 AND d.next_attempt_at <= $2 ORDER BY d.seq LIMIT $3",
+            webhook_id,
+            now,
+            limit,
+        )
+        return [PendingDelivery(StoredEvent(*row[:5]), row[5], row[6]) for row in rows]
+
+    async def next_delivery_due(self, webhook_id: str) -> int | None:
+        due: int | None = await self.pool.fetchval(
+            "SELECT min(next_attempt_at) FROM deliveries WHERE webhook_id = $1", webhook_id
+        )
+        return due
+
+    async def record_attempt(
+        self, attempt: DeliveryAttempt, *, from_cursor: int | None, next_attempt_at: int | None = None
+    ) -> bool:
+        key = (attempt.webhook_id, attempt.seq)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO delivery_attempts (webhook_id, seq, event_id, attempt, outcome, status_code,"
+                " latency_ms, error, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                attempt.webhook_id,
+                attempt.seq,
+                attempt.event_id,
+                attempt.attempt,
+                attempt.outcome,
+                attempt.status_code,
+                attempt.latency_ms,
+                attempt.error,
+                attempt.created_at,
+            )
+            if from_cursor is None:
+                if attempt.outcome == "retrying":
+                    await conn.execute(
+                        "UPDATE deliveries SET attempts = $1, next_attempt_at = $2 WHERE webhook_id = $3 AND seq = $4",
+                        attempt.attempt,
+                        next_attempt_at,
+                        *key,
+                    )
+                else:
+                    await conn.execute("DELETE FROM deliveries WHERE webhook_id = $1 AND seq = $2", *key)
+                return True
+            await conn.execute(
+                "INSERT INTO delivery_state (webhook_id) VALUES ($1) ON CONFLICT DO NOTHING", attempt.webhook_id
+            )
+            # Compare and set: a recover that moved the cursor meanwhile wins.
+            moved = await conn.fetchval(
+                "UPDATE delivery_state SET cursor_seq = $1 WHERE webhook_id = $2 AND cursor_seq = $3 RETURNING 1",
+                attempt.seq,
+                attempt.webhook_id,
+                from_cursor,
+            )
+            if moved is None:
+                return False
+            if attempt.outcome == "retrying":
+                await conn.execute(
+                    "INSERT INTO deliveries (webhook_id, seq, attempts, next_attempt_at) VALUES ($1, $2, $3, $4)"
+                    " ON CONFLICT (webhook_id, seq) DO UPDATE SET attempts = excluded.attempts,"
+                    " next_attempt_at = excluded.next_attempt_at",
+                    *key,
+                    attempt.attempt,
+                    next_attempt_at,
+                )
+            return True
+
+    async def list_attempts(self, webhook_id: str, before_id: int | None, limit: int) -> list[DeliveryAttempt]:
+        rows = await self.pool.fetch(
+            "SELECT webhook_id, seq, event_id, attempt, outcome, status_code, latency_ms, error, created_at, id"
+            " FROM delivery_attempts WHERE webhook_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+            webhook_id,
+            before_id if before_id is not None else 2**63 - 1,
+            limit,
+        )
+        return [DeliveryAttempt(*row) for row in rows]
+
+    async def attempt_counts(self, webhook_id: str, since: int) -> tuple[int, int]:
+        row = await self.pool.fetchrow(
+            "SELECT count(*), count(*) FILTER (WHERE outcome <> 'delivered') FROM delivery_attempts"
+            " WHERE webhook_id = $1 AND created_at >= $2",
+            webhook_id,
+            since,
+        )
+        assert row is not None
+        return int(row[0]), int(row[1])
+
+    async def set_failing_since(self, webhook_id: str, failing_since: int | None) -> None:
+        await self.pool.execute(
+            "INSERT INTO delivery_state (webhook_id, failing_since) VALUES ($1, $2)"
+            " ON CONFLICT (webhook_id) DO UPDATE SET failing_since = excluded.failing_since",
+            webhook_id,
+            failing_since,
+        )
+
+    async def recover_deliveries(self, webhook_id: str, after_seq: int) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO delivery_state (webhook_id, cursor_seq) VALUES ($1, $2)"
+                " ON CONFLICT (webhook_id) DO UPDATE SET cursor_seq = least(delivery_state.cursor_seq, $2)",
+                webhook_id,
+                after_seq,
+            )
+            # Those after the cursor come again through the feed, from their first attempt.
+            await conn.execute("DELETE FROM deliveries WHERE webhook_id = $1 AND seq > $2", webhook_id, after_seq)
+
+    # Monitors and metering. SQLite serializes these through its one writer; here row locks do:
+    # the lease row is taken with a conditional upsert, which re-checks its condition under the lock.
+
+    async def start_monitor(
+        self, account_id: str, api_key_id: str, owner: str, at: int, lease_now: int, lease_until: int
+    ) -> bool:
+        async with self.pool.acquire() as conn, conn.transaction():
+            taken = await conn.fetchval(
+                "INSERT INTO monitor_leases AS l (account_id, owner, expires_at, status, reason)"
+                " VALUES ($1, $2, $3, 'running', NULL) ON CONFLICT (account_id) DO UPDATE SET"
+                " owner = excluded.owner, expires_at = excluded.expires_at, status = 'running', reason = NULL"
+                " WHERE l.owner = excluded.owner OR l.expires_at <= $4 RETURNING 1",
+                account_id,
+                owner,
+                lease_until,
+                lease_now,
+            )
+            if taken is None:
+                return False
+            # A holder that died left its interval open: it ends at the last time we know it ran.
+            await conn.execute(
+                "UPDATE monitor_intervals SET stopped_at = checkpoint_at"
+                " WHERE account_id = $1 AND stopped_at IS NULL AND owner <> $2",
+                account_id,
+                owner,
+            )
+            await conn.execute(
+                "INSERT INTO monitor_intervals (account_id, api_key_id, owner, started_at, checkpoint_at)"
+                " SELECT $1, $2, $3, $4, $4 WHERE NOT EXISTS (SELECT 1 FROM monitor_intervals"
+                " WHERE account_id = $1 AND stopped_at IS NULL AND owner = $3)",
+                account_id,
+                api_key_id,
+                owner,
+                at,
+            )
+            return True
+
+    async def checkpoint_monitors(self, owner: str, at: int, lease_until: int) -> set[str]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "UPDATE monitor_leases SET expires_at = $1 WHERE owner = $2 RETURNING account_id", lease_until, owner
+            )
+            await conn.execute(
+                "UPDATE monitor_intervals SET checkpoint_at = greatest(checkpoint_at, $1)"
+                " WHERE owner = $2 AND stopped_at IS NULL",
+                at,
+                owner,
+            )
+        return {row[0] for row in rows}
+
+    async def stop_monitor(self, account_id: str, owner: str, at: int) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE monitor_intervals SET stopped_at = greatest(checkpoint_at, $1),"
+                " checkpoint_at = greatest(checkpoint_at, $1)"
+                " WHERE account_id = $2 AND owner = $3 AND stopped_at IS NULL",
+                at,
+                account_id,
+                owner,
+            )
+            await conn.execute("DELETE FROM monitor_leases WHERE account_id = $1 AND owner = $2", account_id, owner)
+
+    async def set_monitor_status(self, account_id: str, owner: str, status: str, reason: str | None) -> None:
+        await self.pool.execute(
+            "UPDATE monitor_leases SET status = $1, reason = $2 WHERE account_id = $3 AND owner = $4",
+            status,
+            reason,
+            account_id,
+            owner,
+        )
+
+    async def monitor_lease(self, account_id: str) -> MonitorLease | None:
+        if _unstorable(account_id):
+            return None
+        row = await self.pool.fetchrow(
+            "SELECT account_id, owner, expires_at, status, reason FROM monitor_leases WHERE account_id = $1",
+            account_id,
+        )
+        return MonitorLease(*row) if row is not None else None
+
+    async def close_stale_intervals(self, lease_now: int) -> int:
+        async with self.pool.acquire() as conn, conn.transaction():
+            closed = await conn.fetch(
+                "UPDATE monitor_intervals i SET stopped_at = checkpoint_at WHERE stopped_at IS NULL AND NOT EXISTS"
+                " (SELECT 1 FROM monitor_leases l WHERE l.account_id = i.account_id"
+                " AND l.owner = i.owner AND l.expires_at > $1) RETURNING 1",
+                lease_now,
+            )
+            await conn.execute("DELETE FROM monitor_leases WHERE expires_at <= $1", lease_now)
+        return len(closed)
+
+    async def monitor_intervals(self, account_id: str, api_key_id: str) -> list[MonitorInterval]:
+        if _unstorable(account_id, api_key_id):
+            return []
+        rows = await self.pool.fetch(
+            "SELECT started_at, checkpoint_at, stopped_at FROM monitor_intervals"
+            " WHERE account_id = $1 AND api_key_id = $2 ORDER BY id",
+            account_id,
+            api_key_id,
+        )
+        return [MonitorInterval(*row) for row in rows]
+
+
+async def _active_count(conn: Connection, account_id: str) -> int:
+    count = await conn.fetchval("SELECT count(*) FROM webhooks WHERE account_id = $1 AND is_active", account_id)
+    return int(count)
+
+
+async def _forget_deliveries(conn: Connection, webhook_ids: list[str]) -> None:
+    for table in ("delivery_state", "deliveries", "delivery_attempts"):
+        await conn.execute(f"DELETE FROM {table} WHERE webhook_id = ANY($1::text[])", webhook_ids)

@@ -1,0 +1,257 @@
+"""Several hookstream processes on one PostgreSQL: one log, gap-free readers, cross-process wake-ups."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import asyncpg
+import httpx
+import orjson
+import pytest
+
+from tests.server import Api, Server, postgres_test_url
+
+POSTGRES_URL = os.environ.get("HOOKSTREAM_TEST_POSTGRES_URL", "")
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.skipif(not POSTGRES_URL, reason="set HOOKSTREAM_TEST_POSTGRES_URL=postgresql://… to run them"),
+]
+
+
+def sql(query: str, *args: Any) -> list[asyncpg.Record]:
+    """Run one statement on the test database, as an operator with psql would."""
+
+    async def run() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(POSTGRES_URL)
+        try:
+            return list(await conn.fetch(query, *args))
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def listen_backends(server: Server) -> list[int]:
+    """The PostgreSQL backend pids of the server's notification connection."""
+    assert server.process is not None
+    rows = sql(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = $1", f"hookstream-listen-{server.process.pid}"
+    )
+    return [row[0] for row in rows]
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture
+def client() -> Iterator[Callable[..., Api]]:
+    """Make `Api` clients (a new key, or an existing one with `api_key=`); all are closed after the test."""
+    clients: list[Api] = []
+
+    def make(server: Server, api_key: str | None = None) -> Api:
+        clients.append(Api(server, api_key))
+        return clients[-1]
+
+    yield make
+    for api in clients:
+        api.close()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Callable[[int], list[Server]]]:
+    """Start server processes sharing one fresh PostgreSQL schema; all are killed and the schema dropped after."""
+    schema = f"t_{uuid4().hex[:12]}"
+    servers: list[Server] = []
+
+    def start(count: int) -> list[Server]:
+        batch = [Server(tmp_path, database_url=postgres_test_url(schema)) for _ in range(count)]
+        servers.extend(batch)
+        # Together, so their migrations of the fresh schema race.
+        with ThreadPoolExecutor(count) as pool:
+            list(pool.map(lambda server: server.start(timeout=60), batch))
+        return batch
+
+    yield start
+    for server in servers:
+        server.kill()
+    sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def long_poll(api: Api, webhook_id: str, after_seq: int, wait: float = 30) -> Future[tuple[dict[str, Any], float]]:
+    """Start a long poll in a thread; the future gives the page and the monotonic time it came back."""
+    pool = ThreadPoolExecutor(1)
+
+    def run() -> tuple[dict[str, Any], float]:
+        with httpx.Client(base_url=api.server.url, timeout=wait + 30) as client:
+            response = client.get(
+                f"/v2/webhooks/{webhook_id}/events",
+                params={"afterSeq": after_seq, "wait": wait},
+                headers=api.auth,
+            )
+        assert response.status_code == 200, response.text
+        return response.json(), time.monotonic()
+
+    future = pool.submit(run)
+    pool.shutdown(wait=False)
+    return future
+
+
+def test_three_processes_started_together_share_one_log_and_survive_one_being_killed(
+    cluster: Callable[[int], list[Server]], client: Callable[..., Api]
+) -> None:
+    first, second, third = cluster(3)
+    platform = client(first)
+    account = platform.create_account()
+    hook = platform.create_webhook(account)["webhook_id"]
+    on_third = client(third, platform.api_key)
+    appended = platform.ingest(account, {"type": "message_received", "data": {"id": "m1"}})
+
+    assert [e["id"] for e in client(second, platform.api_key).feed(hook)] == [appended[0]["id"]]
+    waiting = long_poll(on_third, hook, appended[0]["seq"])
+    first.kill()
+    later = client(second, platform.api_key).ingest(account, {"type": "message_received", "data": {"id": "m2"}})
+
+    page, _ = waiting.result(timeout=30)
+    assert [e["id"] for e in page["events"]] == [later[0]["id"]]
+    assert [e["seq"] for e in on_third.feed(hook)] == [appended[0]["seq"], later[0]["seq"]]
+
+
+def test_an_event_ingested_on_one_process_wakes_a_long_poll_on_another_within_milliseconds(
+    cluster: Callable[[int], list[Server]], client: Callable[..., Api]
+) -> None:
+    ingesting, polling = cluster(2)
+    platform = client(ingesting)
+    account = platform.create_account()
+    hook = platform.create_webhook(account)["webhook_id"]
+    reader = client(polling, platform.api_key)
+    latencies = []
+    cursor = 0
+    for round_ in range(5):
+        waiting = long_poll(reader, hook, cursor)
+        time.sleep(0.3)  # let the poll reach its wait; arriving late only makes the round trivially fast
+        sent = time.monotonic()
+        appended = platform.ingest(account, {"type": "message_received", "data": {"id": f"m{round_}"}})
+        page, received = waiting.result(timeout=30)
+        assert [e["id"] for e in page["events"]] == [appended[0]["id"]]
+        latencies.append(received - sent)
+        cursor = appended[0]["seq"]
+    print(f"cross-process long-poll wake-up, ingest sent -> poll answered: median {statistics.median(latencies):.3f}s")
+    assert statistics.median(latencies) < 1.0
+
+
+def test_a_lost_notification_connection_is_reopened_and_what_it_missed_still_arrives(
+    cluster: Callable[[int], list[Server]], client: Callable[..., Api]
+) -> None:
+    ingesting, polling = cluster(2)
+    platform = client(ingesting)
+    account = platform.create_account()
+    hook = platform.create_webhook(account)["webhook_id"]
+    reader = client(polling, platform.api_key)
+    [old_backend] = wait_for(lambda: listen_backends(polling), what="the notification connection")
+
+    waiting = long_poll(reader, hook, 0)
+    time.sleep(0.3)
+    sql("SELECT pg_terminate_backend($1)", old_backend)
+    # Appended while the reader's process is not listening: only the catch-up after reconnecting can deliver it.
+    missed = platform.ingest(account, {"type": "message_received", "data": {"id": "missed"}})
+    page, _ = waiting.result(timeout=30)
+    assert [e["id"] for e in page["events"]] == [missed[0]["id"]]
+
+    wait_for(lambda: listen_backends(polling) and listen_backends(polling) != [old_backend], what="a new connection")
+    waiting = long_poll(reader, hook, missed[0]["seq"])
+    time.sleep(0.3)
+    sent = time.monotonic()
+    after = platform.ingest(account, {"type": "message_received", "data": {"id": "after"}})
+    page, received = waiting.result(timeout=30)
+    assert [e["id"] for e in page["events"]] == [after[0]["id"]]
+    assert received - sent < 5
+
+
+def _stream_ids(api: Api, webhook_id: str, count: int, ids: list[str], ready: threading.Event) -> None:
+    """Read a webhook's SSE stream from the start until `count` events came."""
+    with (
+        httpx.Client(base_url=api.server.url, timeout=httpx.Timeout(60, read=60)) as client,
+        client.stream("GET", f"/v2/webhooks/{webhook_id}/stream", params={"afterSeq": 0}, headers=api.auth) as stream,
+    ):
+        assert stream.status_code == 200
+        ready.set()
+        for line in stream.iter_lines():
+            if line.startswith("data:"):
+                ids.append(orjson.loads(line[5:])["id"])
+                if len(ids) >= count:
+                    return
+
+
+def test_readers_on_every_process_see_every_event_once_in_order_while_three_processes_append(
+    cluster: Callable[[int], list[Server]], client: Callable[..., Api]
+) -> None:
+    servers = cluster(3)
+    platform = client(servers[0])
+    account = platform.create_account()
+    hook = platform.create_webhook(account)["webhook_id"]
+    customers = [client(server, platform.api_key) for server in servers]
+    writers, rounds, per_batch = 6, 20, 5
+    total = writers * rounds * per_batch
+
+    def write(writer: int) -> list[str]:
+        api = client(servers[writer % len(servers)], platform.api_key)
+        sent = []
+        for round_ in range(rounds):
+            batch = [
+                {"id": f"evt_w{writer}_{round_}_{k}", "type": "message_received", "data": {"id": f"{writer}.{round_}"}}
+                for k in range(per_batch)
+            ]
+            api.ingest(account, *batch)
+            sent.extend(event["id"] for event in batch)
+        return sent
+
+    def paginate(api: Api, limit: int, wait: float) -> list[dict[str, Any]]:
+        """Follow the cursor page by page, as a polling client does, until every event came."""
+        seen: list[dict[str, Any]] = []
+        cursor = 0
+        deadline = time.monotonic() + 120
+        while len(seen) < total and time.monotonic() < deadline:
+            page = api.poll(hook, afterSeq=cursor, limit=limit, wait=wait)
+            seen.extend(page["events"])
+            if page["lastSeq"] is not None:
+                cursor = page["lastSeq"]
+        return seen
+
+    with ThreadPoolExecutor(writers + 2 * len(servers) + len(servers)) as pool:
+        readers = [pool.submit(paginate, api, 7, 0) for api in customers]
+        readers += [pool.submit(paginate, api, 50, 5) for api in customers]
+        streams: list[tuple[list[str], Future[None]]] = []
+        for api in customers:
+            ids: list[str] = []
+            ready = threading.Event()
+            streams.append((ids, pool.submit(_stream_ids, api, hook, total, ids, ready)))
+            assert ready.wait(30)
+        sent = [pool.submit(write, writer) for writer in range(writers)]
+        every_id = sorted(event_id for future in sent for event_id in future.result(timeout=120))
+        assert len(every_id) == total
+        for reader in readers:
+            events = reader.result(timeout=150)
+            seqs = [event["seq"] for event in events]
+            # One account on a fresh log: its feed is seq 1..total, each exactly once, in order.
+            assert seqs == list(range(1, total + 1))
+            assert sorted(event["id"] for event in events) == every_id
+        for ids, done in streams:
+            done.result(timeout=150)
+            assert sorted(ids) == every_id and len(set(ids)) == total
