@@ -41,6 +41,7 @@ from app.addresses import Target, UnsafeUrl, vetted_target
 from app.context import Context
 from app.envelopes import encode
 from app.ids import event_id
+from app.monitors import Monitors
 from app.responses import iso_millis
 from app.signing import signed_request
 from storage.base import DeliveryAttempt, StoredEvent, Webhook, WebhookChange
@@ -72,14 +73,17 @@ class AttemptResult:
 class DeliveryEngine:
     """Runs one delivery worker per active custom webhook."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, monitors: Monitors) -> None:
         self._ctx = ctx
+        # Deliveries of an account run where its monitor runs: one process cluster-wide, never two.
+        self._monitors = monitors
         self._settings = ctx.settings
         self._storage = ctx.storage
         # The server's clock: a test clock (HOOKSTREAM_TEST_CLOCK_FILE) lets tests cross 72 hours at once.
         self._clock = ctx.clock
         self._client: httpx.AsyncClient | None = None
         self._workers: dict[str, asyncio.Task[None]] = {}
+        self._sweeper: asyncio.Task[None] | None = None
         self._overall = asyncio.Semaphore(ctx.settings.delivery_concurrency)
         # One semaphore per endpoint (scheme, host, port), dropped once nobody holds it.
         self._endpoints: weakref.WeakValueDictionary[tuple[str, str, int], asyncio.Semaphore] = (
@@ -100,11 +104,30 @@ class DeliveryEngine:
             trust_env=False,
         )
         self._ctx.webhook_listeners.append(self.webhook_changed)
+        await self._sweep()
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="hookstream-delivery-sweep")
+
+    async def _sweep(self) -> None:
+        """Start workers for the custom webhooks of every account this process monitors."""
         for webhook in await self._storage.active_webhooks():
-            if webhook.mode == "custom":
+            if webhook.mode == "custom" and self._monitors.runs(webhook.account_id):
                 self._ensure_worker(webhook.id)
 
+    async def _sweep_forever(self) -> None:
+        # Webhooks created on another process, or accounts taken over from a dead one, are found here.
+        while True:
+            await asyncio.sleep(max(self._settings.checkpoint_interval, 1.0))
+            try:
+                await self._sweep()
+            except Exception:
+                logger.exception("delivery sweep failed; retrying next interval")
+
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         workers = list(self._workers.values())
         self._workers.clear()
         for worker in workers:
@@ -152,6 +175,11 @@ class DeliveryEngine:
                     webhook = await self._storage.get_webhook(webhook_id)
                     if webhook is None or not webhook.is_active or webhook.url is None:
                         return
+                    if not self._monitors.runs(webhook.account_id):
+                        # Another process delivers for this account; look again in case it dies.
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(signal.wait(), RETRY_POLL_SECONDS)
+                        continue
                     if await self._round(webhook_id):
                         continue
                     await self._check_breaker(webhook_id)

@@ -96,7 +96,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         monitors = Monitors(ctx)
         ctx.services.append(monitors)
         ctx.webhook_listeners.append(monitors.webhook_changed)
-        ctx.services.append(DeliveryEngine(ctx))
+        ctx.services.append(DeliveryEngine(ctx, monitors))
         # Last, so it stops first: open streams end before the parts they read from.
         app.state.streams = Streams(ctx)
         ctx.services.append(app.state.streams)

@@ -44,6 +44,28 @@ def wall_micros() -> int:
     return time.time_ns() // 1000
 
 
+def process_owner() -> str:
+    """This process's lease owner name: host, pid, and a nonce so a restarted process never takes a dead one's."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def dead_local_owner(owner: str) -> bool:
+    """True when `owner` was a process on this host that no longer runs, such as one killed before a restart."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return True  # our pid, another nonce: an earlier incarnation (containers reuse pids)
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def lease_ttl(checkpoint_interval: float) -> int:
     """How long a lease lasts without renewal (µs): three checkpoints, so one slow checkpoint does not lose it."""
     return int(max(3 * checkpoint_interval, 1.0) * 1_000_000)
@@ -71,17 +93,21 @@ class _Monitor:
         self.task: asyncio.Task[None] | None = None
 
     async def claim(self) -> None:
-        """Take the lease and start the connector, unless another process runs this account."""
+        """Take the lease and start the connector, unless another live process runs this account."""
         ctx = self.monitors.ctx
         now = wall_micros()
+        until = now + lease_ttl(ctx.settings.checkpoint_interval)
+        account, owner = self.account, self.monitors.owner
         self.holding = await ctx.storage.start_monitor(
-            self.account.id,
-            self.account.api_key_id,
-            self.monitors.owner,
-            ctx.clock.now_micros(),
-            now,
-            now + lease_ttl(ctx.settings.checkpoint_interval),
+            account.id, account.api_key_id, owner, ctx.clock.now_micros(), now, until
         )
+        if not self.holding:
+            # A holder that crashed on this very host is known dead now: take over without waiting out its lease.
+            lease = await ctx.storage.monitor_lease(account.id)
+            if lease is not None and lease.owner != owner and dead_local_owner(lease.owner):
+                self.holding = await ctx.storage.start_monitor(
+                    account.id, account.api_key_id, owner, ctx.clock.now_micros(), lease.expires_at, until
+                )
         if self.holding:
             self.status = "running"
             self.task = asyncio.create_task(self._supervise(), name=f"hookstream-monitor-{self.account.id}")
@@ -202,12 +228,16 @@ class Monitors:
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        # Unique per process start: a restarted process must not mistake a dead one's lease for its own.
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.owner = process_owner()
         self._monitors: dict[str, _Monitor] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._sweeper: asyncio.Task[None] | None = None
         self._stopping = False
+
+    def runs(self, account_id: str) -> bool:
+        """Whether this process holds the account's monitor lease, and so also delivers its custom webhooks."""
+        monitor = self._monitors.get(account_id)
+        return monitor is not None and monitor.holding
 
     def types_for(self, filters: frozenset[str]) -> frozenset[str]:
         """The catalog types that any of these filters matches."""

@@ -5,7 +5,7 @@ import gzip
 import hashlib
 import hmac
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -328,3 +328,29 @@ def test_kill_9_during_delivery_loses_no_acknowledged_event(start_server, tmp_pa
     finally:
         api.close()
         receiver.close()
+
+
+def test_two_processes_on_one_database_deliver_each_event_once_and_the_survivor_takes_over(
+    start_server: Callable[..., Server], receiver: Receiver, tmp_path: Path
+) -> None:
+    env = {**DELIVERY_ENV, "HOOKSTREAM_CHECKPOINT_INTERVAL": "200ms"}
+    first = start_server(env)
+    second = start_server(env)
+    api = Api(first)
+    other = Api(second, api.api_key)
+    try:
+        account = api.create_account()
+        api.create_webhook(account, url=receiver.url + "/hook")
+        sent = [a["id"] for a in api.ingest(account, *(message(n) for n in range(10)))]
+        sent += [a["id"] for a in other.ingest(account, *(message(n) for n in range(10, 20)))]
+        wait_until(lambda: len(receiver.received()) >= 20, what="20 deliveries")
+        time.sleep(1.0)  # room for a duplicate from the other process to show up
+        assert receiver.event_ids() == sent, "each event once, in seq order, from one process"
+
+        first.kill()
+        later = [a["id"] for a in other.ingest(account, *(message(n) for n in range(20, 25)))]
+        wait_until(lambda: len(receiver.received()) >= 25, what="deliveries after the takeover")
+        assert receiver.event_ids()[20:] == later
+    finally:
+        api.close()
+        other.close()

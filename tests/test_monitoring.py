@@ -179,3 +179,21 @@ def test_two_processes_on_one_database_run_one_monitor_and_the_survivor_takes_ov
     eventually(lambda: len(other.feed(webhook_id)) == 2)
     intervals = usage(other, account_id)["intervals"]
     assert [interval["stopped_at"] is None for interval in intervals] == [False, True]
+
+
+def test_a_restart_after_a_crash_on_the_same_host_resumes_at_once_without_waiting_out_the_lease(
+    start_server: Callable[..., Server], connect: Callable[..., Api], tmp_path: Path
+) -> None:
+    # A 30 s checkpoint makes the dead process's lease last 90 s: far longer than this test waits.
+    server = start_server(monitor_env(tmp_path, HOOKSTREAM_CHECKPOINT_INTERVAL="30s"))
+    api = connect(server)
+    account_id = api.create_account(connector="tests.example_connector:EchoConnector")
+    webhook_id = api.create_webhook(account_id)["webhook_id"]
+    eventually(lambda: len(api.feed(webhook_id)) == 1)
+
+    server.kill()
+    server.start()
+    api = connect(server, api.api_key)
+    eventually(lambda: len(api.feed(webhook_id)) == 2, timeout=15)
+    assert account(api, account_id)["monitoring"] == "running"
+    assert [interval["stopped_at"] is None for interval in usage(api, account_id)["intervals"]] == [False, True]
