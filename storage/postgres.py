@@ -35,17 +35,15 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
+from storage._append import plan_append
 from storage.base import (
     Account,
     AccountExists,
-    AccountNotMonitored,
     ApiKey,
-    Appended,
     AppendResult,
     Committed,
     DeliveryAttempt,
     DeliveryState,
-    EventIdConflict,
     FeedMatcher,
     FeedPage,
     LogNotifier,
@@ -660,66 +658,45 @@ class PostgresStorage:
             if not rows:
                 raise UnknownAccount(account_id)
             hooks = [(row[0], tuple(row[1])) for row in rows if row[0] is not None]
-            if require_monitored and not hooks:
-                raise AccountNotMonitored(account_id)
-            if only_webhook_id is not None:
-                hooks = [(only_webhook_id, ("all",))]
-
             existing: dict[str, tuple[int, str]] = {
                 row[0]: (row[1], row[2])
                 for row in await conn.fetch(
                     "SELECT id, seq, account_id FROM events WHERE id = ANY($1::text[])", list({e.id for e in events})
                 )
             }
-            seq = txn.head
-            appended: list[Appended] = []
-            committed: list[Committed] = []
-            seqs: list[int] = []
-            ids: list[str] = []
-            types: list[str] = []
-            bodies: list[bytes] = []
-            feed_hooks: list[str] = []
-            feed_seqs: list[int] = []
-            for event in events:
-                known = existing.get(event.id)
-                if known is not None:
-                    if known[1] != account_id:
-                        raise EventIdConflict(event.id)
-                    appended.append(Appended(event.id, known[0], False))
-                    continue
-                seq += 1
-                body = event.envelope(seq)
-                existing[event.id] = (seq, account_id)
-                seqs.append(seq)
-                ids.append(event.id)
-                types.append(event.type)
-                bodies.append(body)
-                webhook_ids = tuple(hook_id for hook_id, filters in hooks if matcher(filters, event.type))
-                feed_hooks.extend(webhook_ids)
-                feed_seqs.extend([seq] * len(webhook_ids))
-                appended.append(Appended(event.id, seq, True))
-                committed.append(Committed(StoredEvent(seq, event.id, account_id, event.type, body), webhook_ids))
-            if committed:
+            result = plan_append(
+                account_id,
+                events,
+                head=txn.head,
+                existing=existing,
+                hooks=hooks,
+                matcher=matcher,
+                only_webhook_id=only_webhook_id,
+                require_monitored=require_monitored,
+            )
+            new = [c.event for c in result.committed]
+            if new:
                 await conn.execute(
                     "INSERT INTO events (seq, id, account_id, type, appended_at, body)"
                     " SELECT s, i, $5, t, $6, b FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[])"
                     " AS n(s, i, t, b)",
-                    seqs,
-                    ids,
-                    types,
-                    bodies,
+                    [e.seq for e in new],
+                    [e.id for e in new],
+                    [e.type for e in new],
+                    [e.body for e in new],
                     account_id,
                     appended_at,
                 )
-            if feed_hooks:
+                txn.head = new[-1].seq
+            feed = [(hook_id, c.event.seq) for c in result.committed for hook_id in c.webhook_ids]
+            if feed:
                 await conn.execute(
                     "INSERT INTO feed (webhook_id, seq) SELECT * FROM unnest($1::text[], $2::bigint[])",
-                    feed_hooks,
-                    feed_seqs,
+                    [hook_id for hook_id, _ in feed],
+                    [seq for _, seq in feed],
                 )
-            txn.head = seq
-            txn.committed.extend(committed)
-            return AppendResult(tuple(appended), tuple(committed))
+            txn.committed.extend(result.committed)
+            return result
 
         return await self._write(job)
 

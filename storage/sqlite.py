@@ -26,17 +26,15 @@ from typing import Any, TypeVar
 import aiosqlite
 import orjson
 
+from storage._append import plan_append
 from storage.base import (
     Account,
     AccountExists,
-    AccountNotMonitored,
     ApiKey,
-    Appended,
     AppendResult,
     Committed,
     DeliveryAttempt,
     DeliveryState,
-    EventIdConflict,
     FeedMatcher,
     FeedPage,
     LogNotifier,
@@ -517,11 +515,6 @@ class SQLiteStorage:
                 "SELECT id, events FROM webhooks WHERE account_id = ? AND is_active = 1", (account_id,)
             )
             hooks = [(row[0], _filters(row[1])) for row in rows]
-            if require_monitored and not hooks:
-                raise AccountNotMonitored(account_id)
-            if only_webhook_id is not None:
-                hooks = [(only_webhook_id, ("all",))]
-
             existing: dict[str, tuple[int, str]] = {}
             ids = list({event.id for event in events})
             for chunk in _chunks(ids, _MAX_PARAMS):
@@ -531,36 +524,29 @@ class SQLiteStorage:
                 )
                 existing.update((row[0], (row[1], row[2])) for row in rows)
             head_rows = list(await conn.execute_fetchall("SELECT seq FROM sqlite_sequence WHERE name = 'events'"))
-            seq = head_rows[0][0] if head_rows else 0
-
-            appended: list[Appended] = []
-            committed: list[Committed] = []
-            event_rows: list[tuple[int, str, str, str, int, bytes]] = []
-            feed_rows: list[tuple[str, int]] = []
-            for event in events:
-                known = existing.get(event.id)
-                if known is not None:
-                    if known[1] != account_id:
-                        raise EventIdConflict(event.id)
-                    appended.append(Appended(event.id, known[0], False))
-                    continue
-                seq += 1
-                body = event.envelope(seq)
-                existing[event.id] = (seq, account_id)
-                event_rows.append((seq, event.id, account_id, event.type, appended_at, body))
-                webhook_ids = tuple(hook_id for hook_id, filters in hooks if matcher(filters, event.type))
-                feed_rows.extend((hook_id, seq) for hook_id in webhook_ids)
-                appended.append(Appended(event.id, seq, True))
-                committed.append(Committed(StoredEvent(seq, event.id, account_id, event.type, body), webhook_ids))
-            if event_rows:
+            result = plan_append(
+                account_id,
+                events,
+                head=head_rows[0][0] if head_rows else 0,
+                existing=existing,
+                hooks=hooks,
+                matcher=matcher,
+                only_webhook_id=only_webhook_id,
+                require_monitored=require_monitored,
+            )
+            if result.committed:
                 await conn.executemany(
                     "INSERT INTO events (seq, id, account_id, type, appended_at, body) VALUES (?, ?, ?, ?, ?, ?)",
-                    event_rows,
+                    [
+                        (c.event.seq, c.event.id, account_id, c.event.type, appended_at, c.event.body)
+                        for c in result.committed
+                    ],
                 )
-            if feed_rows:
-                await conn.executemany("INSERT INTO feed (webhook_id, seq) VALUES (?, ?)", feed_rows)
-            txn.committed.extend(committed)
-            return AppendResult(tuple(appended), tuple(committed))
+                feed_rows = [(hook_id, c.event.seq) for c in result.committed for hook_id in c.webhook_ids]
+                if feed_rows:
+                    await conn.executemany("INSERT INTO feed (webhook_id, seq) VALUES (?, ?)", feed_rows)
+            txn.committed.extend(result.committed)
+            return result
 
         return await self._write(job)
 
