@@ -10,11 +10,11 @@ import orjson
 from starlette.requests import Request
 
 from app.context import context
+from app.cursors import parse_seq
 from app.errors import BadRequest, PayloadTooLarge, Unauthorized
 from app.ids import hash_secret
 from storage.base import ApiKey
 
-_INTEGER = re.compile(r"^\d{1,18}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -74,12 +74,7 @@ async def json_body(request: Request, *, required: bool = True) -> dict[str, Any
 def query_int(request: Request, name: str, *, minimum: int) -> int | None:
     """An integer query parameter ≥ `minimum`, None when absent; 400 naming it otherwise."""
     raw = request.query_params.get(name)
-    if raw is None:
-        return None
-    if not _INTEGER.match(raw) or int(raw) < minimum:
-        kind = "a positive integer" if minimum == 1 else "a non-negative integer"
-        raise BadRequest(f"Query parameter {name} must be {kind}, not {raw!r}.", field=name)
-    return int(raw)
+    return None if raw is None else parse_seq(raw, f"Query parameter {name}", minimum=minimum, field=name)
 
 
 def optional_str(body: dict[str, Any], name: str, *, max_length: int = 255) -> str | None:

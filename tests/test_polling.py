@@ -236,4 +236,18 @@ def test_a_page_is_flagged_pruned_when_retention_deleted_events_after_the_cursor
     assert [e["seq"] for e in from_oldest["events"]] == [fresh["seq"]]
     current = api.poll(webhook, afterSeq=old[-1]["seq"])
     assert "pruned" not in current
+    # A webhook created after those events were deleted never had them in its feed.
+    newcomer = api.create_webhook(account)["webhook_id"]
+    assert "pruned" not in api.poll(newcomer, afterSeq=0)
     api.close()
+
+
+def test_a_cursor_of_19_digits_is_ahead_and_one_of_20_digits_is_a_400(api: Api) -> None:
+    _, webhook = monitored(api)
+    url = f"/v2/webhooks/{webhook}/events"
+    ahead = api.http.get(url, params={"afterSeq": "9223372036854775807"}, headers=api.auth)
+    assert ahead.status_code == 409 and ahead.json()["error"]["code"] == "cursor_ahead"
+    huge = api.http.get(url, params={"afterSeq": "99999999999999999999"}, headers=api.auth)
+    assert huge.status_code == 400 and huge.json()["error"]["field"] == "afterSeq"
+    stream = api.http.get(f"/v2/webhooks/{webhook}/stream", headers={**api.auth, "Last-Event-ID": "9223372036854775807"})
+    assert stream.status_code == 409 and stream.json()["error"]["code"] == "cursor_ahead"

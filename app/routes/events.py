@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.context import context
+from app.cursors import check_within_log, feed_pruned
 from app.delivery import delivery_engine
 from app.envelopes import build_event, encode
 from app.errors import BadRequest, Conflict, NotFound
@@ -92,12 +93,7 @@ async def poll_events(request: Request) -> Response:
     wait = _wait_seconds(request)
     ctx = context(request)
     state = await ctx.storage.log_state()
-    if after is not None and after > state.head_seq:
-        raise Conflict(
-            f"afterSeq {after} is beyond the newest seq this log has assigned ({state.head_seq});"
-            " the cursor belongs to another log. Restart from afterSeq=0.",
-            code="cursor_ahead",
-        )
+    check_within_log(after, "afterSeq", state)
     cursor = after or 0
     signal = ctx.hub.listen(webhook.id) if wait else None
     try:
@@ -117,7 +113,8 @@ async def poll_events(request: Request) -> Response:
     finally:
         if signal is not None:
             ctx.hub.unlisten(webhook.id, signal)
-    return JSONResponse(_page_body(page, state.epoch, pruned=after is not None and state.pruned_through > after))
+    pruned = feed_pruned(webhook, after, state, ctx.settings.retention)
+    return JSONResponse(_page_body(page, state.epoch, pruned=pruned))
 
 
 def _page_body(page: FeedPage, epoch: str, *, pruned: bool) -> bytes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from starlette.requests import Request
@@ -11,7 +10,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from app.context import context
-from app.errors import BadRequest, Conflict, NotFound, Unauthorized
+from app.cursors import check_within_log, feed_pruned, parse_seq
+from app.errors import NotFound, Unauthorized
 from app.requests import customer, query_int
 from app.responses import iso_millis, success
 from app.routes.webhooks import owned_webhook
@@ -19,7 +19,6 @@ from app.streaming import EventStream, Streams
 from storage.base import Webhook
 
 CONSOLE = Path(__file__).resolve().parent.parent / "console"
-_SEQ = re.compile(r"\d{1,18}", re.ASCII)
 
 
 def open_streams(request: Request) -> Streams:
@@ -47,32 +46,24 @@ def _requested_cursor(request: Request) -> tuple[int | None, str]:
     """Where the client asked to resume: `Last-Event-ID` (browsers' reconnects), else `afterSeq`."""
     raw = request.headers.get("last-event-id", "").strip()
     if raw:
-        if not _SEQ.fullmatch(raw):
-            raise BadRequest(
-                f"The Last-Event-ID header must be the seq of the last event received, not {raw!r}.",
-                field="Last-Event-ID",
-            )
-        return int(raw), "Last-Event-ID"
+        what = "The Last-Event-ID header (the seq of the last event received)"
+        return parse_seq(raw, what, field="Last-Event-ID"), "Last-Event-ID"
     return query_int(request, "afterSeq", minimum=0), "afterSeq"
 
 
 async def stream(request: Request) -> Response:
     webhook, key_id = await _streamed_webhook(request)
     requested, source = _requested_cursor(request)
-    state = await context(request).storage.log_state()
-    if requested is not None and requested > state.head_seq:
-        raise Conflict(
-            f"{source} {requested} is beyond the newest seq this log has assigned ({state.head_seq});"
-            " the cursor belongs to another log. Restart from afterSeq=0.",
-            code="cursor_ahead",
-        )
+    ctx = context(request)
+    state = await ctx.storage.log_state()
+    check_within_log(requested, source, state)
     if not webhook.is_active:
         # 204 tells EventSource not to reconnect.
         return Response(status_code=204, headers={"hookstream-epoch": state.epoch})
     streams = open_streams(request)
     streams.reserve(key_id)
     cursor = state.head_seq if requested is None else requested
-    pruned = requested is not None and state.pruned_through > requested
+    pruned = feed_pruned(webhook, requested, state, ctx.settings.retention)
     return EventStream(streams, webhook.id, key_id, cursor, state.epoch, state.pruned_through if pruned else None)
 
 
