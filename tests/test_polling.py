@@ -249,5 +249,6 @@ def test_a_cursor_of_19_digits_is_ahead_and_one_of_20_digits_is_a_400(api: Api) 
     assert ahead.status_code == 409 and ahead.json()["error"]["code"] == "cursor_ahead"
     huge = api.http.get(url, params={"afterSeq": "99999999999999999999"}, headers=api.auth)
     assert huge.status_code == 400 and huge.json()["error"]["field"] == "afterSeq"
-    stream = api.http.get(f"/v2/webhooks/{webhook}/stream", headers={**api.auth, "Last-Event-ID": "9223372036854775807"})
+    last_event_id = {**api.auth, "Last-Event-ID": "9223372036854775807"}
+    stream = api.http.get(f"/v2/webhooks/{webhook}/stream", headers=last_event_id)
     assert stream.status_code == 409 and stream.json()["error"]["code"] == "cursor_ahead"
