@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from starlette.requests import Request
 
+from app.cache import Expiring
 from app.catalog import EventCatalog
 from app.clock import Clock, SystemClock
 from app.hub import Hub
 from app.metrics import Metrics
 from app.settings import Settings
-from storage.base import Storage, WebhookChange
+from storage.base import ApiKey, LogState, Storage, Webhook, WebhookChange
 
 WebhookListener = Callable[[WebhookChange], Awaitable[None]]
+
+# How stale a cached key, webhook or log watermark may be when another process changed it.
+CACHE_SECONDS = 1.0
 
 
 class Service(Protocol):
@@ -39,12 +45,37 @@ class Context:
     clock: Clock = field(default_factory=SystemClock)
     services: list[Service] = field(default_factory=list)
     webhook_listeners: list[WebhookListener] = field(default_factory=list)
+    api_keys: Expiring[bytes, ApiKey] = field(default_factory=lambda: Expiring(CACHE_SECONDS))
+    webhooks: Expiring[str, Webhook] = field(default_factory=lambda: Expiring(CACHE_SECONDS))
+    _log_state: LogState | None = None
+    _log_state_read_at: float = 0.0
 
     async def webhook_changed(self, change: WebhookChange) -> None:
         """Tell every part that cares that a webhook was created, changed, stopped, started or deleted."""
+        self.webhooks.discard(change.webhook.id)
         self.hub.wake(change.webhook.id)
         for listener in self.webhook_listeners:
             await listener(change)
+
+    async def log_state(self, cursor: int | None = None) -> LogState:
+        """The log's epoch, head and retention watermark, read at most once a second.
+
+        The head is the newest this process has seen committed; a cursor past it is checked
+        against storage before anyone calls it ahead of the log.
+        """
+        state = self._log_state
+        if state is None or time.monotonic() - self._log_state_read_at > CACHE_SECONDS:
+            state = await self._read_log_state()
+        if self.hub.head_seq > state.head_seq:
+            state = dataclasses.replace(state, head_seq=self.hub.head_seq)
+        if cursor is not None and cursor > state.head_seq:
+            state = await self._read_log_state()
+        return state
+
+    async def _read_log_state(self) -> LogState:
+        state = self._log_state = await self.storage.log_state()
+        self._log_state_read_at = time.monotonic()
+        return state
 
 
 def context(request: Request) -> Context:

@@ -43,9 +43,9 @@ def identifier_fields(data: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
-def _timestamp(value: object, field: str) -> str:
+def _timestamp(value: object, field: str, now: str | None) -> str:
     if value is None:
-        return iso_millis()
+        return now or iso_millis()
     if not isinstance(value, str):
         raise BadRequest(f"{field} must be an ISO 8601 string like 2025-01-15T12:00:00.000Z.", field=field)
     try:
@@ -63,8 +63,10 @@ def _timestamp(value: object, field: str) -> str:
         raise BadRequest(f"{field} {value!r} is out of the representable range of times.", field=field) from None
 
 
-def encode(event_id: str, event_type: str, account_id: str, timestamp: str, data: bytes) -> NewEvent:
-    """The envelope bytes around the seq hole."""
+def encode(
+    event_id: str, event_type: str, account_id: str, timestamp: str, data: bytes, *, minted: bool = True
+) -> NewEvent:
+    """The envelope bytes around the seq hole; `minted` when hookstream made the id (so it is new)."""
     head = b'{"id":' + orjson.dumps(event_id) + b',"seq":'
     tail = (
         b',"type":"'
@@ -79,11 +81,22 @@ def encode(event_id: str, event_type: str, account_id: str, timestamp: str, data
         + data
         + b"}"
     )
-    return NewEvent(id=event_id, type=event_type, head=head, tail=tail)
+    return NewEvent(id=event_id, type=event_type, head=head, tail=tail, minted=minted)
 
 
-def build_event(raw: object, *, account_id: str, catalog: EventCatalog, max_bytes: int, where: str = "") -> NewEvent:
-    """Validate one producer event and serialize its envelope, truncating it past `max_bytes`."""
+def build_event(
+    raw: object,
+    *,
+    account_id: str,
+    catalog: EventCatalog,
+    max_bytes: int,
+    where: str = "",
+    now: str | None = None,
+) -> NewEvent:
+    """Validate one producer event and serialize its envelope, truncating it past `max_bytes`.
+
+    `now` is the timestamp of events that bring none: one per request, not one per event.
+    """
     if not isinstance(raw, dict):
         raise BadRequest(f"{where or 'the event'} must be a JSON object.", field=where or None)
     for name in raw:
@@ -109,16 +122,19 @@ def build_event(raw: object, *, account_id: str, catalog: EventCatalog, max_byte
         identifier = given_id
     else:
         raise BadRequest(f"{where}id must be 1-255 printable ASCII characters without spaces.", field=f"{where}id")
-    timestamp = _timestamp(raw.get("timestamp"), f"{where}timestamp")
+    timestamp = _timestamp(raw.get("timestamp"), f"{where}timestamp", now)
+    minted = given_id is None
     try:
         serialized = orjson.dumps(data)
     except TypeError:
         # orjson reads JSON nested up to 1024 levels but writes only up to 254.
         raise BadRequest(f"{where}data is nested too deeply; keep it under 250 levels.", field=f"{where}data") from None
-    event = encode(identifier, event_type, account_id, timestamp, serialized)
+    event = encode(identifier, event_type, account_id, timestamp, serialized, minted=minted)
     if len(event.head) + len(event.tail) + _SEQ_ROOM <= max_bytes:
         return event
-    truncated = encode(identifier, event_type + TRUNCATED, account_id, timestamp, orjson.dumps(identifier_fields(data)))
+    truncated = encode(
+        identifier, event_type + TRUNCATED, account_id, timestamp, orjson.dumps(identifier_fields(data)), minted=minted
+    )
     if len(truncated.head) + len(truncated.tail) + _SEQ_ROOM > max_bytes:
         raise BadRequest(
             f"{where}data is over {max_bytes} bytes even with only its identifier fields.", field=f"{where}data"

@@ -23,9 +23,14 @@ async def customer(request: Request) -> ApiKey:
     secret = request.headers.get("x-api-key")
     if not secret:
         raise Unauthorized("Send your API key in the x-api-key header.", code="missing_api_key")
-    key = await context(request).storage.api_key_by_hash(hash_secret(secret))
+    ctx = context(request)
+    key_hash = hash_secret(secret)
+    key = ctx.api_keys.get(key_hash)
     if key is None:
-        raise Unauthorized("The API key is not valid or has been revoked.", code="invalid_api_key")
+        key = await ctx.storage.api_key_by_hash(key_hash)
+        if key is None:
+            raise Unauthorized("The API key is not valid or has been revoked.", code="invalid_api_key")
+        ctx.api_keys.put(key_hash, key)
     return key
 
 

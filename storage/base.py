@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 # Does this webhook filter (already normalized) match this event type?
 FeedMatcher = Callable[[tuple[str, ...], str], bool]
@@ -79,14 +79,15 @@ class NewEvent:
     type: str
     head: bytes
     tail: bytes
+    # The server made the id, so it cannot already be in the log: no lookup needed.
+    minted: bool = False
 
     def envelope(self, seq: int) -> bytes:
         return b"%b%d%b" % (self.head, seq, self.tail)
 
 
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """One record of the log, as readers get it."""
+class StoredEvent(NamedTuple):
+    """One record of the log, as readers get it (a tuple: pages build thousands of them)."""
 
     seq: int
     id: str

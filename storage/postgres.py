@@ -658,12 +658,11 @@ class PostgresStorage:
             if not rows:
                 raise UnknownAccount(account_id)
             hooks = [(row[0], tuple(row[1])) for row in rows if row[0] is not None]
-            existing: dict[str, tuple[int, str]] = {
-                row[0]: (row[1], row[2])
-                for row in await conn.fetch(
-                    "SELECT id, seq, account_id FROM events WHERE id = ANY($1::text[])", list({e.id for e in events})
-                )
-            }
+            given = list({e.id for e in events if not e.minted})
+            existing: dict[str, tuple[int, str]] = {}
+            if given:
+                rows = await conn.fetch("SELECT id, seq, account_id FROM events WHERE id = ANY($1::text[])", given)
+                existing = {row[0]: (row[1], row[2]) for row in rows}
             result = plan_append(
                 account_id,
                 events,
@@ -710,7 +709,7 @@ class PostgresStorage:
             after_seq,
             limit + 1,
         )
-        events = tuple(StoredEvent(row[0], row[1], row[2], row[3], row[4]) for row in rows[:limit])
+        events = tuple(StoredEvent._make(row) for row in rows[:limit])
         return FeedPage(events=events, has_more=len(rows) > limit)
 
     async def prune(self, older_than: int, batch_size: int) -> int:

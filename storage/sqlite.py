@@ -18,8 +18,10 @@ import functools
 import os
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -110,6 +112,8 @@ class _Transaction:
 
     conn: aiosqlite.Connection
     committed: list[Committed] = field(default_factory=list)
+    # The newest seq inside this transaction, read once per batch: the write lock keeps it ours.
+    head: int | None = None
 
 
 @dataclass
@@ -132,12 +136,10 @@ class SQLiteStorage:
     ) -> None:
         self.path = path
         self._matcher = matcher
-        self._reader_count = readers
         self._synchronous = synchronous
         self._max_batch = max_batch
         self._writer: aiosqlite.Connection | None = None
-        self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
-        self._all_readers: list[aiosqlite.Connection] = []
+        self._readers = _ReadPool(path, readers, self._pragmas())
         self._jobs: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
         self._notifiers: list[LogNotifier] = []
@@ -151,14 +153,9 @@ class SQLiteStorage:
         self._writer = await self._connect()
         await self._writer.execute("PRAGMA journal_mode=WAL")
         await self._migrate(self._writer)
-        for _ in range(self._reader_count):
-            reader = await self._connect()
-            await reader.execute("PRAGMA query_only=1")
-            self._all_readers.append(reader)
-            self._readers.put_nowait(reader)
-        async with self._read() as conn:
-            rows = await conn.execute_fetchall("SELECT value FROM meta WHERE key = 'epoch'")
-            self._epoch = next(iter(rows))[0]
+        self._readers.open()
+        rows = await self._readers.query("SELECT value FROM meta WHERE key = 'epoch'")
+        self._epoch = rows[0][0]
         self._writer_task = asyncio.create_task(self._write_loop(), name="hookstream-sqlite-writer")
 
     async def close(self) -> None:
@@ -166,21 +163,26 @@ class SQLiteStorage:
             self._jobs.put_nowait(None)
             await self._writer_task
             self._writer_task = None
-        for reader in self._all_readers:
-            await reader.close()
-        self._all_readers.clear()
-        # Drop the closed connections from the pool too, so the instance can be opened again.
-        self._readers = asyncio.Queue()
+        self._readers.close()
         if self._writer is not None:
             await self._writer.close()
             self._writer = None
 
+    def _pragmas(self) -> tuple[str, ...]:
+        return (
+            "PRAGMA busy_timeout=10000",
+            f"PRAGMA synchronous={self._synchronous}",
+            "PRAGMA cache_size=-32000",
+            "PRAGMA temp_store=MEMORY",
+            # Pages come from the OS cache without a read() each: a random page of a 10M-event log
+            # then costs what one of a 10k-event log does.
+            "PRAGMA mmap_size=8589934592",
+        )
+
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
-        await conn.execute("PRAGMA busy_timeout=10000")
-        await conn.execute(f"PRAGMA synchronous={self._synchronous}")
-        await conn.execute("PRAGMA cache_size=-32000")
-        await conn.execute("PRAGMA temp_store=MEMORY")
+        for pragma in self._pragmas():
+            await conn.execute(pragma)
         return conn
 
     async def _migrate(self, conn: aiosqlite.Connection) -> None:
@@ -210,13 +212,9 @@ class SQLiteStorage:
         self._notifiers.append(notifier)
 
     async def ping(self) -> None:
-        async with self._read() as conn:
-            await conn.execute_fetchall("SELECT 1")
+        await self._readers.query("SELECT 1")
 
     # Reads and writes
-
-    def _read(self) -> _Reader:
-        return _Reader(self._readers)
 
     async def _write(self, job: Job[T]) -> T:
         if self._writer_task is None:
@@ -245,22 +243,29 @@ class SQLiteStorage:
     async def _run_batch(self, conn: aiosqlite.Connection, batch: list[_Pending]) -> None:
         txn = _Transaction(conn)
         outcomes: list[tuple[_Pending, bool, Any]] = []
+        # A lone job needs no savepoint: if it fails, the whole transaction is its own to roll back.
+        savepoints = len(batch) > 1
         try:
             await conn.execute("BEGIN IMMEDIATE")
             for pending in batch:
                 if pending.future.cancelled():
                     continue
-                mark = len(txn.committed)
-                await conn.execute("SAVEPOINT job")
+                mark, head = len(txn.committed), txn.head
+                if savepoints:
+                    await conn.execute("SAVEPOINT job")
                 try:
                     result = await pending.job(txn)
                 except Exception as exc:
+                    if not savepoints:
+                        raise
                     await conn.execute("ROLLBACK TO job")
                     await conn.execute("RELEASE job")
                     del txn.committed[mark:]
+                    txn.head = head
                     outcomes.append((pending, False, exc))
                 else:
-                    await conn.execute("RELEASE job")
+                    if savepoints:
+                        await conn.execute("RELEASE job")
                     outcomes.append((pending, True, result))
             await conn.execute("COMMIT")
         except Exception as exc:
@@ -283,13 +288,10 @@ class SQLiteStorage:
                 pending.future.set_exception(value)
 
     async def log_state(self) -> LogState:
-        async with self._read() as conn:
-            rows = list(
-                await conn.execute_fetchall(
-                    "SELECT (SELECT seq FROM sqlite_sequence WHERE name = 'events'),"
-                    " (SELECT value FROM meta WHERE key = 'pruned_through')"
-                )
-            )
+        rows = await self._readers.query(
+            "SELECT (SELECT seq FROM sqlite_sequence WHERE name = 'events'),"
+            " (SELECT value FROM meta WHERE key = 'pruned_through')"
+        )
         head, pruned = rows[0]
         return LogState(epoch=self._epoch, head_seq=head or 0, pruned_through=int(pruned))
 
@@ -308,21 +310,16 @@ class SQLiteStorage:
         return await self._write(job)
 
     async def api_key_by_hash(self, key_hash: bytes) -> ApiKey | None:
-        async with self._read() as conn:
-            rows = list(
-                await conn.execute_fetchall(
-                    "SELECT id, name, prefix, created_at, revoked_at FROM api_keys"
-                    " WHERE key_hash = ? AND revoked_at IS NULL",
-                    (key_hash,),
-                )
-            )
+        rows = await self._readers.query(
+            "SELECT id, name, prefix, created_at, revoked_at FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
+            (key_hash,),
+        )
         return _api_key(rows[0]) if rows else None
 
     async def list_api_keys(self) -> list[ApiKey]:
-        async with self._read() as conn:
-            rows = await conn.execute_fetchall(
-                "SELECT id, name, prefix, created_at, revoked_at FROM api_keys ORDER BY created_at DESC, id"
-            )
+        rows = await self._readers.query(
+            "SELECT id, name, prefix, created_at, revoked_at FROM api_keys ORDER BY created_at DESC, id"
+        )
         return [_api_key(row) for row in rows]
 
     async def revoke_api_key(self, key_id: str) -> ApiKey | None:
@@ -359,18 +356,14 @@ class SQLiteStorage:
         return await self._write(job)
 
     async def get_account(self, account_id: str) -> Account | None:
-        async with self._read() as conn:
-            rows = list(
-                await conn.execute_fetchall(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a WHERE a.id = ?", (account_id,))
-            )
+        rows = await self._readers.query(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a WHERE a.id = ?", (account_id,))
         return _account(rows[0]) if rows else None
 
     async def list_accounts(self, api_key_id: str) -> list[Account]:
-        async with self._read() as conn:
-            rows = await conn.execute_fetchall(
-                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a WHERE a.api_key_id = ? ORDER BY a.created_at, a.id",
-                (api_key_id,),
-            )
+        rows = await self._readers.query(
+            f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a WHERE a.api_key_id = ? ORDER BY a.created_at, a.id",
+            (api_key_id,),
+        )
         return [_account(row) for row in rows]
 
     async def delete_account(self, account_id: str) -> list[Webhook]:
@@ -415,10 +408,7 @@ class SQLiteStorage:
         return await self._write(job)
 
     async def get_webhook(self, webhook_id: str) -> Webhook | None:
-        async with self._read() as conn:
-            rows = list(
-                await conn.execute_fetchall(f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?", (webhook_id,))
-            )
+        rows = await self._readers.query(f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?", (webhook_id,))
         return _webhook(rows[0]) if rows else None
 
     async def list_webhooks(self, api_key_id: str, account_id: str | None = None) -> list[Webhook]:
@@ -427,15 +417,13 @@ class SQLiteStorage:
         if account_id is not None:
             sql += " AND account_id = ?"
             params += (account_id,)
-        async with self._read() as conn:
-            rows = await conn.execute_fetchall(sql + " ORDER BY created_at, id", params)
+        rows = await self._readers.query(sql + " ORDER BY created_at, id", params)
         return [_webhook(row) for row in rows]
 
     async def active_webhooks(self) -> list[Webhook]:
-        async with self._read() as conn:
-            rows = await conn.execute_fetchall(
-                f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE is_active = 1 ORDER BY created_at, id"
-            )
+        rows = await self._readers.query(
+            f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE is_active = 1 ORDER BY created_at, id"
+        )
         return [_webhook(row) for row in rows]
 
     async def update_webhook(
@@ -509,25 +497,28 @@ class SQLiteStorage:
 
         async def job(txn: _Transaction) -> AppendResult:
             conn = txn.conn
-            if not list(await conn.execute_fetchall("SELECT 1 FROM accounts WHERE id = ?", (account_id,))):
-                raise UnknownAccount(account_id)
-            rows = await conn.execute_fetchall(
-                "SELECT id, events FROM webhooks WHERE account_id = ? AND is_active = 1", (account_id,)
+            rows = await _rows(
+                conn,
+                "SELECT w.id, w.events FROM accounts a"
+                " LEFT JOIN webhooks w ON w.account_id = a.id AND w.is_active = 1 WHERE a.id = ?",
+                (account_id,),
             )
-            hooks = [(row[0], _filters(row[1])) for row in rows]
+            if not rows:
+                raise UnknownAccount(account_id)
+            hooks = [(row[0], _filters(row[1])) for row in rows if row[0] is not None]
             existing: dict[str, tuple[int, str]] = {}
-            ids = list({event.id for event in events})
+            ids = list({event.id for event in events if not event.minted})
             for chunk in _chunks(ids, _MAX_PARAMS):
                 marks = ",".join("?" * len(chunk))
-                rows = await conn.execute_fetchall(
-                    f"SELECT id, seq, account_id FROM events WHERE id IN ({marks})", tuple(chunk)
-                )
-                existing.update((row[0], (row[1], row[2])) for row in rows)
-            head_rows = list(await conn.execute_fetchall("SELECT seq FROM sqlite_sequence WHERE name = 'events'"))
+                found = await _rows(conn, f"SELECT id, seq, account_id FROM events WHERE id IN ({marks})", chunk)
+                existing.update((row[0], (row[1], row[2])) for row in found)
+            if txn.head is None:
+                head_rows = await _rows(conn, "SELECT seq FROM sqlite_sequence WHERE name = 'events'")
+                txn.head = head_rows[0][0] if head_rows else 0
             result = plan_append(
                 account_id,
                 events,
-                head=head_rows[0][0] if head_rows else 0,
+                head=txn.head,
                 existing=existing,
                 hooks=hooks,
                 matcher=matcher,
@@ -545,22 +536,24 @@ class SQLiteStorage:
                 feed_rows = [(hook_id, c.event.seq) for c in result.committed for hook_id in c.webhook_ids]
                 if feed_rows:
                     await conn.executemany("INSERT INTO feed (webhook_id, seq) VALUES (?, ?)", feed_rows)
+            if result.committed:
+                txn.head = result.committed[-1].event.seq
             txn.committed.extend(result.committed)
             return result
 
         return await self._write(job)
 
     async def read_feed(self, webhook_id: str, after_seq: int, limit: int) -> FeedPage:
-        async with self._read() as conn:
-            rows = list(
-                await conn.execute_fetchall(
-                    "SELECT e.seq, e.id, e.account_id, e.type, e.body FROM feed f JOIN events e ON e.seq = f.seq"
-                    " WHERE f.webhook_id = ? AND f.seq > ? ORDER BY f.seq LIMIT ?",
-                    (webhook_id, after_seq, limit + 1),
-                )
-            )
-        events = tuple(StoredEvent(row[0], row[1], row[2], row[3], row[4]) for row in rows[:limit])
-        return FeedPage(events=events, has_more=len(rows) > limit)
+        def read(conn: sqlite3.Connection) -> FeedPage:
+            rows = conn.execute(
+                "SELECT e.seq, e.id, e.account_id, e.type, e.body FROM feed f JOIN events e ON e.seq = f.seq"
+                " WHERE f.webhook_id = ? AND f.seq > ? ORDER BY f.seq LIMIT ?",
+                (webhook_id, after_seq, limit + 1),
+            ).fetchall()
+            # Built on the reader thread, so the event loop only receives the finished page.
+            return FeedPage(events=tuple(map(StoredEvent._make, rows[:limit])), has_more=len(rows) > limit)
+
+        return await self._readers.run(read)
 
     async def prune(self, older_than: int, batch_size: int) -> int:
         async def job(txn: _Transaction) -> int:
@@ -592,26 +585,24 @@ class SQLiteStorage:
     # Custom-mode delivery
 
     async def delivery_state(self, webhook_id: str) -> DeliveryState:
-        async with self._read() as conn:
-            rows = await _rows(
-                conn, "SELECT cursor_seq, failing_since FROM delivery_state WHERE webhook_id = ?", (webhook_id,)
-            )
+        rows = await self._readers.query(
+            "SELECT cursor_seq, failing_since FROM delivery_state WHERE webhook_id = ?", (webhook_id,)
+        )
         return DeliveryState(rows[0][0], rows[0][1]) if rows else DeliveryState(0, None)
 
     async def due_deliveries(self, webhook_id: str, now: int, limit: int) -> list[PendingDelivery]:
-        async with self._read() as conn:
-            rows = await _rows(
-                conn,
-                "SELECT e.seq, e.id, e.account_id, e.type, e.body, d.attempts, d.next_attempt_at"
-                " FROM deliveries d JOIN events e ON e.seq = d.seq"
-                " WHERE d.webhook_id = ? AND d.next_attempt_at <= ? ORDER BY d.seq LIMIT ?",
-                (webhook_id, now, limit),
-            )
+        rows = await self._readers.query(
+            "SELECT e.seq, e.id, e.account_id, e.type, e.body, d.attempts, d.next_attempt_at"
+            " FROM deliveries d JOIN events e ON e.seq = d.seq"
+            " WHERE d.webhook_id = ? AND d.next_attempt_at <= ? ORDER BY d.seq LIMIT ?",
+            (webhook_id, now, limit),
+        )
         return [PendingDelivery(StoredEvent(*row[:5]), row[5], row[6]) for row in rows]
 
     async def next_delivery_due(self, webhook_id: str) -> int | None:
-        async with self._read() as conn:
-            rows = await _rows(conn, "SELECT min(next_attempt_at) FROM deliveries WHERE webhook_id = ?", (webhook_id,))
+        rows = await self._readers.query(
+            "SELECT min(next_attempt_at) FROM deliveries WHERE webhook_id = ?", (webhook_id,)
+        )
         return rows[0][0] if rows else None
 
     async def record_attempt(
@@ -662,23 +653,19 @@ class SQLiteStorage:
         return await self._write(job)
 
     async def list_attempts(self, webhook_id: str, before_id: int | None, limit: int) -> list[DeliveryAttempt]:
-        async with self._read() as conn:
-            rows = await _rows(
-                conn,
-                "SELECT webhook_id, seq, event_id, attempt, outcome, status_code, latency_ms, error, created_at, id"
-                " FROM delivery_attempts WHERE webhook_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
-                (webhook_id, before_id if before_id is not None else 2**63 - 1, limit),
-            )
+        rows = await self._readers.query(
+            "SELECT webhook_id, seq, event_id, attempt, outcome, status_code, latency_ms, error, created_at, id"
+            " FROM delivery_attempts WHERE webhook_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+            (webhook_id, before_id if before_id is not None else 2**63 - 1, limit),
+        )
         return [DeliveryAttempt(*row) for row in rows]
 
     async def attempt_counts(self, webhook_id: str, since: int) -> tuple[int, int]:
-        async with self._read() as conn:
-            rows = await _rows(
-                conn,
-                "SELECT count(*), coalesce(sum(outcome != 'delivered'), 0) FROM delivery_attempts"
-                " WHERE webhook_id = ? AND created_at >= ?",
-                (webhook_id, since),
-            )
+        rows = await self._readers.query(
+            "SELECT count(*), coalesce(sum(outcome != 'delivered'), 0) FROM delivery_attempts"
+            " WHERE webhook_id = ? AND created_at >= ?",
+            (webhook_id, since),
+        )
         return int(rows[0][0]), int(rows[0][1])
 
     async def set_failing_since(self, webhook_id: str, failing_since: int | None) -> None:
@@ -776,12 +763,10 @@ class SQLiteStorage:
         await self._write(job)
 
     async def monitor_lease(self, account_id: str) -> MonitorLease | None:
-        async with self._read() as conn:
-            rows = await _rows(
-                conn,
-                "SELECT account_id, owner, expires_at, status, reason FROM monitor_leases WHERE account_id = ?",
-                (account_id,),
-            )
+        rows = await self._readers.query(
+            "SELECT account_id, owner, expires_at, status, reason FROM monitor_leases WHERE account_id = ?",
+            (account_id,),
+        )
         return MonitorLease(*rows[0]) if rows else None
 
     async def close_stale_intervals(self, lease_now: int) -> int:
@@ -799,13 +784,11 @@ class SQLiteStorage:
         return await self._write(job)
 
     async def monitor_intervals(self, account_id: str, api_key_id: str) -> list[MonitorInterval]:
-        async with self._read() as conn:
-            rows = await _rows(
-                conn,
-                "SELECT started_at, checkpoint_at, stopped_at FROM monitor_intervals"
-                " WHERE account_id = ? AND api_key_id = ? ORDER BY id",
-                (account_id, api_key_id),
-            )
+        rows = await self._readers.query(
+            "SELECT started_at, checkpoint_at, stopped_at FROM monitor_intervals"
+            " WHERE account_id = ? AND api_key_id = ? ORDER BY id",
+            (account_id, api_key_id),
+        )
         return [MonitorInterval(*row) for row in rows]
 
 
@@ -828,18 +811,52 @@ async def _forget_deliveries(conn: aiosqlite.Connection, webhook_ids: list[str])
         await conn.executemany(f"DELETE FROM {table} WHERE webhook_id = ?", params)
 
 
-class _Reader:
-    """Borrow a read connection from the pool for one `async with` block."""
+class _ReadPool:
+    """Read-only sqlite3 connections, one per worker thread, each read one function run in one hop.
 
-    def __init__(self, pool: asyncio.Queue[aiosqlite.Connection]) -> None:
-        self._pool = pool
-        self._conn: aiosqlite.Connection | None = None
+    Readers never need the writer's queue: in WAL mode each reads the last committed
+    snapshot. A read is one trip to a thread and back, however many rows it returns.
+    """
 
-    async def __aenter__(self) -> aiosqlite.Connection:
-        self._conn = await self._pool.get()
-        return self._conn
+    def __init__(self, path: str, size: int, pragmas: tuple[str, ...]) -> None:
+        self._path = path
+        self._size = size
+        self._pragmas = (*pragmas, "PRAGMA query_only=1")
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._executor: ThreadPoolExecutor | None = None
 
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._conn is not None
-        self._pool.put_nowait(self._conn)
-        self._conn = None
+    def open(self) -> None:
+        self._executor = ThreadPoolExecutor(self._size, thread_name_prefix="hookstream-sqlite-reader")
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            for pragma in self._pragmas:
+                conn.execute(pragma)
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    async def run(self, read: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `read` on a reader thread with its connection."""
+        if self._executor is None:
+            raise RuntimeError("storage is not open")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, lambda: read(self._connection()))
+
+    async def query(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        """The rows of one SELECT."""
+        return await self.run(lambda conn: conn.execute(sql, params).fetchall())

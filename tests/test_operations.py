@@ -38,3 +38,17 @@ def test_metrics_count_appended_events_in_prometheus_text(api: Api) -> None:
 def test_health_and_readiness_answer_without_credentials(api: Api) -> None:
     assert api.http.get("/healthz").json()["data"] == {"status": "ok"}
     assert httpx.get(api.server.url + "/readyz").json()["data"] == {"status": "ready"}
+
+
+def test_a_deleted_webhook_and_a_revoked_key_are_refused_at_once_despite_caching(api: Api) -> None:
+    account = api.create_account()
+    webhook = api.create_webhook(account)["webhook_id"]
+    assert api.http.get(f"/v2/webhooks/{webhook}/events", headers=api.auth).status_code == 200
+    assert api.http.delete(f"/v2/webhooks/{webhook}", headers=api.auth).status_code == 200
+    assert api.http.get(f"/v2/webhooks/{webhook}/events", headers=api.auth).status_code == 404
+
+    keys = api.http.get("/v2/admin/api-keys", headers=api.admin).json()["data"]
+    mine = next(key for key in keys if api.api_key.startswith(key["prefix"]) and key["revoked_at"] is None)
+    assert api.http.get("/v2/accounts", headers=api.auth).status_code == 200
+    assert api.http.delete(f"/v2/admin/api-keys/{mine['id']}", headers=api.admin).status_code == 200
+    assert api.http.get("/v2/accounts", headers=api.auth).status_code == 401

@@ -40,7 +40,11 @@ async def ingest(request: Request) -> Response:
     body = await json_body(request)
     ctx = context(request)
     build = functools.partial(
-        build_event, account_id=account_id, catalog=ctx.catalog, max_bytes=ctx.settings.max_event_bytes
+        build_event,
+        account_id=account_id,
+        catalog=ctx.catalog,
+        max_bytes=ctx.settings.max_event_bytes,
+        now=iso_millis(),
     )
     events: list[NewEvent]
     if "events" in body:
@@ -87,12 +91,12 @@ def _wait_seconds(request: Request) -> float:
 
 async def poll_events(request: Request) -> Response:
     key = await customer(request)
-    webhook = await owned_webhook(request, key)
+    webhook = await owned_webhook(request, key, cached=True)
     after = query_int(request, "afterSeq", minimum=0)
     limit = min(query_int(request, "limit", minimum=1) or DEFAULT_LIMIT, MAX_LIMIT)
     wait = _wait_seconds(request)
     ctx = context(request)
-    state = await ctx.storage.log_state()
+    state = await ctx.log_state(after)
     check_within_log(after, "afterSeq", state)
     cursor = after or 0
     signal = ctx.hub.listen(webhook.id) if wait else None

@@ -55,7 +55,7 @@ async def stream(request: Request) -> Response:
     webhook, key_id = await _streamed_webhook(request)
     requested, source = _requested_cursor(request)
     ctx = context(request)
-    state = await ctx.storage.log_state()
+    state = await ctx.log_state(requested)
     check_within_log(requested, source, state)
     if not webhook.is_active:
         # 204 tells EventSource not to reconnect.

@@ -64,11 +64,20 @@ def checked_flag(value: object, field: str) -> bool:
     return value
 
 
-async def owned_webhook(request: Request, key: ApiKey) -> Webhook:
-    """The webhook named in the path if this key owns it; 404 otherwise."""
+async def owned_webhook(request: Request, key: ApiKey, *, cached: bool = False) -> Webhook:
+    """The webhook named in the path if this key owns it; 404 otherwise.
+
+    `cached` serves reads that need only ownership (polling) from a cache that this
+    process's own changes keep exact and another process's changes reach within a second.
+    """
     webhook_id = request.path_params["webhook_id"]
+    ctx = context(request)
+    webhook = ctx.webhooks.get(webhook_id) if cached else None
     # An id we never issue is unknown without asking the database (PostgreSQL refuses NUL in text).
-    webhook = await context(request).storage.get_webhook(webhook_id) if WEBHOOK_ID.match(webhook_id) else None
+    if webhook is None and WEBHOOK_ID.match(webhook_id):
+        webhook = await ctx.storage.get_webhook(webhook_id)
+        if webhook is not None:
+            ctx.webhooks.put(webhook_id, webhook)
     if webhook is None or webhook.api_key_id != key.id:
         raise NotFound(f"No webhook {webhook_id!r}.", code="webhook_not_found")
     return webhook
