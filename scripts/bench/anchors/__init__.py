@@ -1,0 +1,1 @@
+"""Bare apps the suite measures hookstream against."""
