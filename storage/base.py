@@ -130,6 +130,16 @@ class FeedPage:
 
 
 @dataclass(frozen=True, slots=True)
+class JoinedPage:
+    """A page of one webhook's feed as polling sends it: the envelopes joined by commas."""
+
+    joined: bytes
+    count: int
+    last_seq: int | None
+    has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
 class LogState:
     """Where the log stands: its identity and its bounds."""
 
@@ -321,6 +331,9 @@ class Storage(Protocol):
 
     async def read_feed(self, webhook_id: str, after_seq: int, limit: int) -> FeedPage:
         """The webhook's feed events with seq > after_seq, ascending, at most `limit`."""
+
+    async def read_feed_joined(self, webhook_id: str, after_seq: int, limit: int) -> JoinedPage:
+        """The same page as `read_feed`, as the inside of a JSON array: what polling sends, built by the database."""
 
     async def prune(self, older_than: int, batch_size: int) -> int:
         """Delete up to `batch_size` of the oldest events appended before `older_than` (µs); returns how many."""

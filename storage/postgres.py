@@ -46,6 +46,7 @@ from storage.base import (
     DeliveryState,
     FeedMatcher,
     FeedPage,
+    JoinedPage,
     LogNotifier,
     LogState,
     MonitorInterval,
@@ -711,6 +712,22 @@ class PostgresStorage:
         )
         events = tuple(StoredEvent._make(row) for row in rows[:limit])
         return FeedPage(events=events, has_more=len(rows) > limit)
+
+    async def read_feed_joined(self, webhook_id: str, after_seq: int, limit: int) -> JoinedPage:
+        rows = await self.pool.fetch(
+            "SELECT f.seq, e.body FROM feed f JOIN events e ON e.seq = f.seq"
+            " WHERE f.webhook_id = $1 AND f.seq > $2 ORDER BY f.seq LIMIT $3",
+            webhook_id,
+            after_seq,
+            limit + 1,
+        )
+        page = rows[:limit]
+        return JoinedPage(
+            joined=b",".join([row[1] for row in page]),
+            count=len(page),
+            last_seq=page[-1][0] if page else None,
+            has_more=len(rows) > limit,
+        )
 
     async def prune(self, older_than: int, batch_size: int) -> int:
         async with self.pool.acquire() as conn, conn.transaction():

@@ -344,3 +344,18 @@ async def test_subscribers_hear_each_commit_in_seq_order_with_the_webhooks_it_jo
     assert heard == [(seqs, seqs[-1], [(hook.id,), ()])]
     await storage_backend.append(account_id, [event(event_id=result.appended[0].id)])
     assert len(heard) == 1  # nothing new was committed
+
+
+async def test_a_joined_page_is_the_same_page_as_read_feed_with_its_bodies_joined(storage_backend: Storage) -> None:
+    account_id, hook = await monitored_account(storage_backend, ("message.new",))
+    await storage_backend.append(account_id, [event("message.new" if n % 3 else "email.new") for n in range(250)])
+    for after, limit in ((0, 100), (0, 1000), (57, 7), (10_000_000, 100)):
+        page = await storage_backend.read_feed(hook.id, after, limit)
+        joined = await storage_backend.read_feed_joined(hook.id, after, limit)
+        assert joined.joined == b",".join(e.body for e in page.events)
+        assert joined.count == len(page.events)
+        assert joined.last_seq == (page.events[-1].seq if page.events else None)
+        assert joined.has_more is page.has_more
+    full = await storage_backend.read_feed(hook.id, 0, 10_000)
+    last_page = await storage_backend.read_feed_joined(hook.id, full.events[-11].seq, 10)
+    assert last_page.count == 10 and last_page.has_more is False

@@ -23,7 +23,7 @@ from app.requests import customer, json_body, query_int, reject_unknown, require
 from app.responses import JSONResponse, iso_millis, success
 from app.routes.accounts import ACCOUNT_ID
 from app.routes.webhooks import owned_webhook
-from storage.base import AccountNotMonitored, EventIdConflict, FeedPage, NewEvent, UnknownAccount
+from storage.base import AccountNotMonitored, EventIdConflict, JoinedPage, NewEvent, UnknownAccount
 
 MAX_BATCH = 1000
 DEFAULT_LIMIT = 100
@@ -101,10 +101,10 @@ async def poll_events(request: Request) -> Response:
     cursor = after or 0
     signal = ctx.hub.listen(webhook.id) if wait else None
     try:
-        page = await ctx.storage.read_feed(webhook.id, cursor, limit)
+        page = await ctx.storage.read_feed_joined(webhook.id, cursor, limit)
         if signal is not None:
             deadline = time.monotonic() + wait
-            while not page.events:
+            while not page.count:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or await request.is_disconnected():
                     break
@@ -113,7 +113,7 @@ async def poll_events(request: Request) -> Response:
                 except TimeoutError:
                     continue
                 signal.clear()
-                page = await ctx.storage.read_feed(webhook.id, cursor, limit)
+                page = await ctx.storage.read_feed_joined(webhook.id, cursor, limit)
     finally:
         if signal is not None:
             ctx.hub.unlisten(webhook.id, signal)
@@ -121,12 +121,12 @@ async def poll_events(request: Request) -> Response:
     return JSONResponse(_page_body(page, state.epoch, pruned=pruned))
 
 
-def _page_body(page: FeedPage, epoch: str, *, pruned: bool) -> bytes:
+def _page_body(page: JoinedPage, epoch: str, *, pruned: bool) -> bytes:
     """The polling page, assembled around the stored envelope bytes without re-serializing them."""
-    last = page.events[-1].seq if page.events else None
+    last = page.last_seq
     parts = [
         b'{"success":true,"events":[',
-        b",".join(event.body for event in page.events),
+        page.joined,
         b'],"hasMore":',
         b"true" if page.has_more else b"false",
         b',"lastSeq":',
