@@ -31,13 +31,13 @@ def check_within_log(cursor: int | None, field: str, state: LogState) -> None:
         )
 
 
-def feed_pruned(webhook: Webhook, cursor: int | None, state: LogState, retention: float) -> bool:
+def feed_pruned(webhook: Webhook, cursor: int | None, pruned_through: int, retention: float) -> bool:
     """Whether retention may have deleted events of this webhook's feed after `cursor`.
 
     Retention deletes only events appended before now minus the window; a webhook
     created after that point never had one of them in its feed.
     """
-    if cursor is None or state.pruned_through <= cursor:
+    if cursor is None or pruned_through <= cursor:
         return False
     window_start = time.time_ns() // 1000 - int(retention * 1_000_000)
     return webhook.created_at < window_start

@@ -7,9 +7,12 @@ the readers whose feed grew, not every open connection.
 Open streams also register as `FeedWatcher`s. For each webhook that has one,
 the hub keeps a tail of the events that joined its feed since the first
 watcher came, trimmed to what some watcher has not sent yet, so a live
-stream's wake-up reads memory instead of the database. The tail is only
-right because `publish` sees every commit once and in seq order (the storage
-contract); a stream whose cursor is older than the tail reads storage.
+stream's wake-up reads memory instead of the database. The tail holds each
+event's SSE message, built once at commit: a thousand streams of one webhook
+then send the same bytes rather than formatting them a thousand times. The
+tail is only right because `publish` sees every commit once and in seq order
+(the storage contract); a stream whose cursor is older than the tail reads
+storage.
 """
 
 from __future__ import annotations
@@ -18,12 +21,24 @@ import asyncio
 import itertools
 from collections import defaultdict, deque
 from collections.abc import Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from storage.base import Committed, StoredEvent
 
 # Most events a watched webhook's tail holds for its slowest stream before that stream reads storage instead.
 TAIL_LIMIT = 1024
+
+
+def event_frame(event: StoredEvent) -> bytes:
+    """One feed event as an SSE message; the envelope bytes go out exactly as stored (one line of JSON)."""
+    return b"id: %d\nevent: %b\ndata: %b\n\n" % (event.seq, event.type.encode(), event.body)
+
+
+class TailFrame(NamedTuple):
+    """One event of a watched feed: its seq and its SSE message."""
+
+    seq: int
+    frame: bytes
 
 
 class FeedWatcher(Protocol):
@@ -47,9 +62,9 @@ class _Tail:
 
     def __init__(self, covered_after: int) -> None:
         self.covered_after = covered_after
-        self.events: deque[StoredEvent] = deque()
+        self.events: deque[TailFrame] = deque()
 
-    def append(self, event: StoredEvent) -> None:
+    def append(self, event: TailFrame) -> None:
         self.events.append(event)
         if len(self.events) > TAIL_LIMIT:
             self.covered_after = self.events.popleft().seq
@@ -76,11 +91,14 @@ class Hub:
         grown: dict[str, int] = {}
         tails = self._tails
         for item in committed:
+            framed: TailFrame | None = None
             for webhook_id in item.webhook_ids:
                 grown[webhook_id] = grown.get(webhook_id, 0) + 1
                 tail = tails.get(webhook_id)
                 if tail is not None:
-                    tail.append(item.event)
+                    if framed is None:
+                        framed = TailFrame(item.event.seq, event_frame(item.event))
+                    tail.append(framed)
         for webhook_id, count in grown.items():
             self._set_waiters(webhook_id)
             watchers = self._watchers.get(webhook_id)
@@ -115,7 +133,7 @@ class Hub:
                 del self._watchers[webhook_id]
                 del self._tails[webhook_id]
 
-    def tail_after(self, webhook_id: str, cursor: int) -> list[StoredEvent] | None:
+    def tail_after(self, webhook_id: str, cursor: int) -> list[TailFrame] | None:
         """The watched webhook's feed events after `cursor`, from memory; None when the tail starts later."""
         tail = self._tails.get(webhook_id)
         if tail is None or cursor < tail.covered_after:

@@ -4,11 +4,18 @@ One loop serves catch-up and live alike. A stream keeps a cursor (the seq of
 the last event it sent) and registers with the hub *before* its first read.
 Then it reads the feed after the cursor — from the hub's in-memory tail when
 that reaches back far enough, else from storage a page at a time — until it
-is caught up, and waits for the hub's signal or the heartbeat. Registering
+is caught up, and waits for the hub's signal. Registering
 first means an event committed at any moment is either in a read or wakes the
 next one (no gap); every read starting after the cursor means no duplicate.
 
-A stream is one task, plus a small one that waits for the client to go away.
+A wake-up is the hot path of fan-out — one commit wakes every stream of its
+webhook — so it is kept to a bare future: the SSE message comes ready-made
+from the hub's tail, and there is no timer per wait. Instead one heartbeat
+task per process looks over the open streams a few times per interval and
+wakes those that have sent nothing for a whole interval, to send `: ping`.
+
+A stream is one task of its own (the request's task only awaits it), plus a small
+one that waits for the client to go away.
 A slow reader costs no memory here: storage is the buffer, and a stream holds
 at most one page. A client that stops reading would hold its connection
 forever, though: when more than `HOOKSTREAM_STREAM_BACKLOG` events join its
@@ -23,6 +30,7 @@ own, so open streams end at once and the process exits promptly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import signal
@@ -39,8 +47,8 @@ from starlette.types import Receive, Scope, Send
 
 from app.context import Context
 from app.errors import ServiceUnavailable, TooManyRequests
+from app.hub import event_frame
 from app.tokens import StreamTokens
-from storage.base import StoredEvent
 
 logger = logging.getLogger("hookstream.streaming")
 
@@ -48,13 +56,11 @@ PAGE_SIZE = 500
 RETRY_MS = 3000
 # How long one write to a client may stay pending before its backlog counts against it.
 STALL_SECONDS = 1.0
+# Heartbeat checks per interval: an idle stream's pings are then 1 to 1.25 intervals apart.
+HEARTBEAT_CHECKS = 4
+PING = b": ping\n\n"
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _SignalHandler = Callable[[int, FrameType | None], Any] | int | None
-
-
-def event_frame(event: StoredEvent) -> bytes:
-    """One feed event as an SSE message; the envelope bytes go out exactly as stored (one line of JSON)."""
-    return b"id: %d\nevent: %b\ndata: %b\n\n" % (event.seq, event.type.encode(), event.body)
 
 
 def pruned_frame(after_seq: int, oldest_seq: int) -> bytes:
@@ -73,6 +79,7 @@ class Streams:
         self._per_key: dict[str, int] = {}
         self._open: set[EventStream] = set()
         self._handlers: dict[int, tuple[_SignalHandler, _SignalHandler]] = {}
+        self._heartbeat: asyncio.Task[None] | None = None
 
     def reserve(self, key_id: str) -> None:
         """Count a new stream against its API key; 429 past the limit, 503 while shutting down."""
@@ -113,8 +120,18 @@ class Streams:
         for stream in list(self._open):
             stream.server_closing()
 
+    async def _beat(self) -> None:
+        """Forever: wake every stream that has sent nothing for a heartbeat interval, so it sends `: ping`."""
+        interval = self.ctx.settings.heartbeat_seconds
+        while True:
+            await asyncio.sleep(interval / HEARTBEAT_CHECKS)
+            quiet_since = time.monotonic() - interval
+            for stream in self._open:
+                stream.ping_if_quiet_since(quiet_since)
+
     async def start(self) -> None:
-        """Chain a SIGTERM/SIGINT handler in front of the server's, so streams end as soon as shutdown begins."""
+        """Start the heartbeat; chain a SIGTERM/SIGINT handler in front of the server's, so streams end at once."""
+        self._heartbeat = asyncio.create_task(self._beat(), name="hookstream-stream-heartbeat")
         if threading.current_thread() is not threading.main_thread():
             return  # signal handlers can only be set from the main thread; the lifespan's stop still ends streams
         loop = asyncio.get_running_loop()
@@ -130,6 +147,11 @@ class Streams:
             if signal.getsignal(signum) is handler:
                 signal.signal(signum, previous)
         self._handlers.clear()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+            self._heartbeat = None
 
     def _on_signal(
         self, loop: asyncio.AbstractEventLoop, previous: _SignalHandler, signum: int, frame: FrameType | None
@@ -159,7 +181,11 @@ class EventStream(Response):
         self._cursor = cursor
         # Set only when retention deleted events after the cursor: the first message then says so.
         self._pruned_through = pruned_through
-        self._signal = asyncio.Event()
+        # The wake-up: a flag, plus a future only while the loop waits (cheaper than an asyncio.Event).
+        self._woken = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._ping = False
+        self._last_sent = time.monotonic()
         self._scope = anyio.CancelScope()
         self._changed = False
         self._ending = False
@@ -175,7 +201,7 @@ class EventStream(Response):
 
     def feed_grew(self, count: int) -> None:
         """Wake the loop; cut the stream when its client has stopped reading and the backlog passes the limit."""
-        self._signal.set()
+        self._wake()
         if self._send_started is None:
             return
         self._missed += count
@@ -193,14 +219,35 @@ class EventStream(Response):
 
     def webhook_changed(self) -> None:
         self._changed = True
-        self._signal.set()
+        self._wake()
+
+    def ping_if_quiet_since(self, since: float) -> None:
+        """Have the loop send `: ping` when it has sent nothing after `since` and is not mid-write."""
+        if self._last_sent <= since and self._send_started is None:
+            self._ping = True
+            self._wake()
 
     def server_closing(self) -> None:
         self._closing = True
-        self._signal.set()
+        self._wake()
         if self._send_started is not None:
             # A client that is not reading would hold the shutdown up; drop it.
             self._abandon()
+
+    def _wake(self) -> None:
+        self._woken = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _woken_up(self) -> None:
+        """Return once `_wake` has been called since the loop last looked."""
+        if not self._woken:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
 
     def _abandon(self) -> None:
         """End the stream without its closing chunk; the server then closes the connection."""
@@ -213,21 +260,25 @@ class EventStream(Response):
         hub.watch(self.webhook_id, self)
         streams.opened(self)
         try:
-            with self._scope:
-                disconnect = asyncio.create_task(self._wait_for_disconnect(receive))
-                try:
-                    await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-                    # The `id:` sets the browser's Last-Event-ID before any event, so even a reconnect of a
-                    # stream that started at the live tail and has not received one yet resumes without a gap.
-                    await self._send(send, b"retry: %d\nid: %d\n\n" % (RETRY_MS, self._cursor))
-                    await self._run(send)
-                finally:
-                    disconnect.cancel()
+            # Its own task: a wake-up then resumes a few frames, not the request's whole middleware stack.
+            await asyncio.create_task(self._serve(receive, send))
         finally:
             hub.unwatch(self.webhook_id, self)
             streams.closed(self)
         if not self._abandoned:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _serve(self, receive: Receive, send: Send) -> None:
+        with self._scope:
+            disconnect = asyncio.create_task(self._wait_for_disconnect(receive))
+            try:
+                await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+                # The `id:` sets the browser's Last-Event-ID before any event, so even a reconnect of a
+                # stream that started at the live tail and has not received one yet resumes without a gap.
+                await self._send(send, b"retry: %d\nid: %d\n\n" % (RETRY_MS, self._cursor))
+                await self._run(send)
+            finally:
+                disconnect.cancel()
 
     async def _wait_for_disconnect(self, receive: Receive) -> None:
         while (await receive())["type"] != "http.disconnect":
@@ -239,9 +290,8 @@ class EventStream(Response):
         """Send the feed after the cursor until the webhook stops, the server closes or the client leaves."""
         ctx = self.streams.ctx
         storage, hub = ctx.storage, ctx.hub
-        heartbeat = ctx.settings.heartbeat_seconds
         while True:
-            self._signal.clear()
+            self._woken = False
             if self._closing:
                 return
             if self._changed:
@@ -249,32 +299,36 @@ class EventStream(Response):
                 webhook = await storage.get_webhook(self.webhook_id)
                 # Stopped or deleted: send what joined the feed before that, then end.
                 self._ending = webhook is None or not webhook.is_active
-            events = hub.tail_after(self.webhook_id, self._cursor)
             more = False
-            if events is None:
+            tail = hub.tail_after(self.webhook_id, self._cursor)
+            if tail is not None:
+                seqs = [item.seq for item in tail]
+                frames = [item.frame for item in tail]
+            else:
                 page = await storage.read_feed(self.webhook_id, self._cursor, PAGE_SIZE)
-                events, more = list(page.events), page.has_more
-            frames = [event_frame(event) for event in events]
+                seqs = [event.seq for event in page.events]
+                frames = [event_frame(event) for event in page.events]
+                more = page.has_more
             if self._pruned_through is not None:
-                oldest = events[0].seq if events else self._pruned_through + 1
+                oldest = seqs[0] if seqs else self._pruned_through + 1
                 frames.insert(0, pruned_frame(self._cursor, oldest))
                 self._pruned_through = None
             if frames:
                 await self._send(send, b"".join(frames))
-                if events:
-                    self._cursor = events[-1].seq
-                    ctx.metrics.stream_events_sent.inc(len(events))
+                if seqs:
+                    self._cursor = seqs[-1]
+                    ctx.metrics.stream_events_sent.inc(len(seqs))
+            elif self._ping:
+                await self._send(send, PING)
             if more:
                 continue
             if self._ending:
                 return
-            with anyio.move_on_after(heartbeat) as idle:
-                await self._signal.wait()
-            if idle.cancelled_caught:
-                await self._send(send, b": ping\n\n")
+            await self._woken_up()
 
     async def _send(self, send: Send, body: bytes) -> None:
-        self._send_started = time.monotonic()
+        self._ping = False
+        self._send_started = self._last_sent = time.monotonic()
         try:
             await send({"type": "http.response.body", "body": body, "more_body": True})
         finally:

@@ -137,6 +137,8 @@ class JoinedPage:
     count: int
     last_seq: int | None
     has_more: bool
+    # The retention watermark, read after the page: if a prune raced the read, it errs towards `pruned`.
+    pruned_through: int
 
 
 @dataclass(frozen=True, slots=True)

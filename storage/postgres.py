@@ -722,11 +722,13 @@ class PostgresStorage:
             limit + 1,
         )
         page = rows[:limit]
+        pruned = await self.pool.fetchval("SELECT value FROM meta WHERE key = 'pruned_through'")
         return JoinedPage(
             joined=b",".join([row[1] for row in page]),
             count=len(page),
             last_seq=page[-1][0] if page else None,
             has_more=len(rows) > limit,
+            pruned_through=int(pruned),
         )
 
     async def prune(self, older_than: int, batch_size: int) -> int:

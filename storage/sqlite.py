@@ -575,7 +575,10 @@ class SQLiteStorage:
                     "SELECT 1 FROM feed WHERE webhook_id = ? AND seq > ? LIMIT 1", (webhook_id, last)
                 ).fetchone()
             )
-            return JoinedPage(joined=joined or b"", count=count, last_seq=last, has_more=bool(more))
+            (pruned,) = conn.execute("SELECT value FROM meta WHERE key = 'pruned_through'").fetchone()
+            return JoinedPage(
+                joined=joined or b"", count=count, last_seq=last, has_more=bool(more), pruned_through=int(pruned)
+            )
 
         return await self._readers.run(read)
 

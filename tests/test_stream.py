@@ -209,6 +209,49 @@ def test_reconnect_storm_under_a_concurrent_producer_delivers_every_event_once_i
         assert len(connections) > 10
 
 
+def test_many_live_streams_of_one_webhook_and_a_late_resume_all_get_the_same_events_once_in_order(
+    server: Server, customer: Api
+) -> None:
+    account, webhook_id = hosted_webhook(customer)
+    opened = threading.Semaphore(0)
+    results: list[list[tuple[str, str, str]]] = []
+
+    def watch(params: dict[str, Any], count: int) -> None:
+        received: list[tuple[str, str, str]] = []
+        with (
+            stream_client(server) as client,
+            client.stream("GET", f"/v2/webhooks/{webhook_id}/stream", params=params, headers=customer.auth) as r,
+        ):
+            for block in frames(r):
+                if "data" not in block:
+                    opened.release()
+                    continue
+                received.append((block["id"], block["event"], block["data"]))
+                if len(received) == count:
+                    break
+        results.append(received)
+
+    live = [threading.Thread(target=watch, args=({}, 30)) for _ in range(20)]
+    for thread in live:
+        thread.start()
+    for _ in live:
+        assert opened.acquire(timeout=20), "a stream did not open"
+    for batch in range(6):
+        customer.ingest(account, *(message(batch * 5 + n) for n in range(5)))
+    late = threading.Thread(target=watch, args=({"afterSeq": 0}, 30))
+    late.start()
+    for thread in [*live, late]:
+        thread.join(30)
+    stored = customer.poll(webhook_id, afterSeq=0)["events"]
+    assert len(results) == 21
+    assert len(stored) == 30
+    expected = [(str(event["seq"]), event["type"], event) for event in stored]
+    for received in results:
+        assert [(seq, type_, json.loads(data)) for seq, type_, data in received] == expected
+    # Every stream sent the very same bytes, whether from the live tail or from storage.
+    assert all(received == results[0] for received in results)
+
+
 def test_idle_stream_sends_a_ping_comment_every_heartbeat(server: Server, customer: Api) -> None:
     _, webhook_id = hosted_webhook(customer)
     pings: list[float] = []

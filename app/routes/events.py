@@ -117,7 +117,8 @@ async def poll_events(request: Request) -> Response:
     finally:
         if signal is not None:
             ctx.hub.unlisten(webhook.id, signal)
-    pruned = feed_pruned(webhook, after, state, ctx.settings.retention)
+    # The watermark read with the page, never a cached one: a stale one could hide a gap.
+    pruned = feed_pruned(webhook, after, page.pruned_through, ctx.settings.retention)
     return JSONResponse(_page_body(page, state.epoch, pruned=pruned))
 
 
