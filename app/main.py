@@ -126,16 +126,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
             )
         )
     return Starlette(
+        # The router tries routes in order: the per-request hot paths (polling, ingest, streams) go first.
         routes=[
-            *health.routes,
-            *openapi.routes,
-            *admin.routes,
-            *accounts.routes,
-            *usage.routes,
             *events.routes,
-            *delivery.routes,
             *stream.routes,
             *webhooks.routes,
+            *accounts.routes,
+            *usage.routes,
+            *delivery.routes,
+            *admin.routes,
+            *health.routes,
+            *openapi.routes,
         ],
         middleware=middleware,
         exception_handlers={
