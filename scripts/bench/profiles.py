@@ -14,7 +14,7 @@ _LINE = re.compile(r":\d+\)$")
 
 
 def start(pid: int, output: Path) -> subprocess.Popen[bytes]:
-    """Sample every thread of `pid` (the event loop and aiosqlite's threads) without pausing it."""
+    """Sample every thread of `pid` (the event loop and the SQLite threads) without pausing it."""
     return subprocess.Popen(
         [
             str(PY_SPY),
