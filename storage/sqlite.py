@@ -848,10 +848,14 @@ def _forget_deliveries(conn: sqlite3.Connection, webhook_ids: list[str]) -> None
 
 
 class _ReadPool:
-    """Read-only sqlite3 connections, one per worker thread, each read one function run in one hop.
+    """Read-only sqlite3 connections: one on the event loop, and worker threads for reads that must wait.
 
     Readers never need the writer's queue: in WAL mode each reads the last committed
-    snapshot. A read is one trip to a thread and back, however many rows it returns.
+    snapshot. Every read here is an index range of at most a thousand rows, which takes
+    less time than a trip to a thread and back (measured: 50 µs for a page of 100 against
+    about 180 µs for the hop), so it runs on the loop, on a connection that never waits for
+    a lock. In the rare moment SQLite would make a reader wait (recovery, a checkpoint),
+    that read goes to a worker thread, whose connection may wait, instead of stalling the loop.
     """
 
     def __init__(self, path: str, size: int, pragmas: tuple[str, ...]) -> None:
@@ -862,11 +866,18 @@ class _ReadPool:
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._executor: ThreadPoolExecutor | None = None
+        self._inline: sqlite3.Connection | None = None
 
     def open(self) -> None:
         self._executor = ThreadPoolExecutor(self._size, thread_name_prefix="hookstream-sqlite-reader")
+        self._inline = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        for pragma in (*self._pragmas, "PRAGMA busy_timeout=0"):
+            self._inline.execute(pragma)
 
     def close(self) -> None:
+        if self._inline is not None:
+            self._inline.close()
+            self._inline = None
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
@@ -888,9 +899,14 @@ class _ReadPool:
         return conn
 
     async def run(self, read: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `read` on a reader thread with its connection."""
-        if self._executor is None:
+        """Run `read` with a read connection: on the loop, or on a thread when SQLite is busy."""
+        if self._executor is None or self._inline is None:
             raise RuntimeError("storage is not open")
+        try:
+            return read(self._inline)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise
         return await asyncio.get_running_loop().run_in_executor(self._executor, lambda: read(self._connection()))
 
     async def query(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
