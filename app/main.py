@@ -84,7 +84,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         storage = create_storage(
-            settings.database_url, matcher=filter_matches, sqlite_synchronous=settings.sqlite_synchronous
+            settings.database_url,
+            matcher=filter_matches,
+            sqlite_synchronous=settings.sqlite_synchronous,
+            event_cache_bytes=settings.event_cache_bytes,
         )
         await storage.open()
         hub = Hub()

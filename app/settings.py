@@ -140,6 +140,7 @@ class Settings:
     delivery_concurrency: int = 100
     delivery_concurrency_per_endpoint: int = 10
     sqlite_synchronous: str = "FULL"
+    event_cache_bytes: int = 64 * 1024 * 1024
     access_log: bool = False
 
     @classmethod
@@ -205,5 +206,6 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "HOOKSTREAM_DELIVERY_CONCURRENCY": ("delivery_concurrency", _positive_int),
     "HOOKSTREAM_DELIVERY_CONCURRENCY_PER_ENDPOINT": ("delivery_concurrency_per_endpoint", _positive_int),
     "HOOKSTREAM_SQLITE_SYNCHRONOUS": ("sqlite_synchronous", str.strip),
+    "HOOKSTREAM_EVENT_CACHE": ("event_cache_bytes", parse_size),
     "HOOKSTREAM_ACCESS_LOG": ("access_log", _flag),
 }

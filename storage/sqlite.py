@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 import orjson
 
 from storage._append import plan_append
+from storage._bodies import RecentBodies
 from storage.base import (
     Account,
     AccountExists,
@@ -79,6 +80,26 @@ _JOINED_PAGE = (
     " (SELECT f.seq AS s, e.body AS b FROM feed f JOIN events e ON e.seq = f.seq"
     " WHERE f.webhook_id = ? AND f.seq > ? ORDER BY f.seq LIMIT ?)"
 ).format(order=" ORDER BY s" if sqlite3.sqlite_version_info >= (3, 44) else "")
+
+
+# A page near the head: the feed's seqs, whether more follow, and the retention watermark, in one
+# snapshot; the bodies then come from `RecentBodies`.
+# A page near the head as its feed seqs, read one past the limit (so "has more" costs no second scan), with
+# the retention watermark of the same snapshot; the bodies then come from `RecentBodies`. A page without
+# gaps (every webhook without a filter) is told by its ends; `_SPARSE_PAGE` spells out the others.
+_RECENT_PAGE = (
+    "SELECT count(*), min(s), max(s), (SELECT value FROM meta WHERE key = 'pruned_through')"
+    " FROM (SELECT seq AS s FROM feed WHERE webhook_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3 + 1)"
+)
+_SPARSE_PAGE = (
+    "SELECT group_concat(s{order}), (SELECT value FROM meta WHERE key = 'pruned_through')"
+    " FROM (SELECT seq AS s FROM feed WHERE webhook_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3 + 1)"
+).format(order=" ORDER BY s" if sqlite3.sqlite_version_info >= (3, 44) else "")
+
+_FEED_BODIES = (
+    "SELECT f.seq, e.body FROM feed f JOIN events e ON e.seq = f.seq"
+    " WHERE f.webhook_id = ? AND f.seq > ? ORDER BY f.seq LIMIT ?"
+)
 
 
 def now_micros() -> int:
@@ -148,6 +169,7 @@ class SQLiteStorage:
         readers: int = 2,
         synchronous: str = "FULL",
         max_batch: int = 256,
+        event_cache_bytes: int = 64 << 20,
     ) -> None:
         self.path = path
         self._matcher = matcher
@@ -160,6 +182,9 @@ class SQLiteStorage:
         self._writer_task: asyncio.Task[None] | None = None
         self._notifiers: list[LogNotifier] = []
         self._epoch = ""
+        self._bodies = RecentBodies(event_cache_bytes)
+        # The newest seq this process knows committed: what "near the head" is measured from.
+        self._head_seq = 0
 
     # Lifecycle
 
@@ -171,6 +196,7 @@ class SQLiteStorage:
         self._readers.open()
         rows = await self._readers.query("SELECT value FROM meta WHERE key = 'epoch'")
         self._epoch = rows[0][0]
+        self._head_seq = (await self.log_state()).head_seq
         self._writer_task = asyncio.create_task(self._write_loop(), name="hookstream-sqlite-writer")
 
     async def close(self) -> None:
@@ -252,7 +278,10 @@ class SQLiteStorage:
                         pending.future.set_exception(exc)
                 continue
             if committed:
-                head = committed[-1].event.seq
+                head = self._head_seq = committed[-1].event.seq
+                add = self._bodies.add
+                for done in committed:
+                    add(done.event.seq, done.event.body)
                 for notify in self._notifiers:
                     notify(committed, head)
             for pending, (ok, value) in zip(live, outcomes, strict=True):
@@ -269,6 +298,7 @@ class SQLiteStorage:
             " (SELECT value FROM meta WHERE key = 'pruned_through')"
         )
         head, pruned = rows[0]
+        self._head_seq = max(self._head_seq, head or 0)
         return LogState(epoch=self._epoch, head_seq=head or 0, pruned_through=int(pruned))
 
     # API keys
@@ -524,6 +554,16 @@ class SQLiteStorage:
         return await self._readers.run(read)
 
     async def read_feed_joined(self, webhook_id: str, after_seq: int, limit: int) -> JoinedPage:
+        bodies = self._bodies
+        if bodies.holds_recent(after_seq, self._head_seq):
+            page, read_rows = await self._readers.run(
+                functools.partial(_recent_page, bodies, webhook_id, after_seq, limit)
+            )
+            if page is not None:
+                # Added here, on the loop, never from a reader thread.
+                bodies.add_many(read_rows)
+                return page
+
         def read(conn: sqlite3.Connection) -> JoinedPage:
             # SQLite joins the bodies itself: one row comes back instead of one per event.
             count, last, joined = conn.execute(_JOINED_PAGE, (webhook_id, after_seq, limit)).fetchone()
@@ -845,6 +885,39 @@ def _forget_deliveries(conn: sqlite3.Connection, webhook_ids: list[str]) -> None
     params = [(webhook_id,) for webhook_id in webhook_ids]
     for table in ("delivery_state", "deliveries", "delivery_attempts"):
         conn.executemany(f"DELETE FROM {table} WHERE webhook_id = ?", params)
+
+
+def _recent_page(
+    bodies: RecentBodies, webhook_id: str, after_seq: int, limit: int, conn: sqlite3.Connection
+) -> tuple[JoinedPage | None, list[tuple[int, bytes]]]:
+    """A page near the head with bodies from memory, and the rows read for those that were not there.
+
+    None when the bodies had to be read and the feed moved between the two statements
+    (a commit or a prune): the caller then reads the page in one statement.
+    """
+    count, first, last, pruned = conn.execute(_RECENT_PAGE, (webhook_id, after_seq, limit)).fetchone()
+    if not count:
+        return JoinedPage(b"", 0, None, False, int(pruned)), []
+    seqs: Sequence[int]
+    if last - first + 1 == count:
+        seqs = range(first, min(last, first + limit - 1) + 1)
+    else:
+        seq_text, pruned = conn.execute(_SPARSE_PAGE, (webhook_id, after_seq, limit)).fetchone()
+        seqs = list(map(int, seq_text.split(","))) if seq_text else []
+        count = len(seqs)
+        if not count:
+            return JoinedPage(b"", 0, None, False, int(pruned)), []
+    more = count > limit
+    seqs = seqs[:limit]
+    joined = bodies.joined(seqs)
+    rows: list[tuple[int, bytes]] = []
+    if joined is None:
+        rows = conn.execute(_FEED_BODIES, (webhook_id, after_seq, limit)).fetchall()
+        if len(rows) != len(seqs) or rows[-1][0] != seqs[-1] or rows[0][0] != seqs[0]:
+            return None, []
+        joined = b",".join([body for _, body in rows])
+    page = JoinedPage(joined, len(seqs), seqs[-1], more, int(pruned))
+    return page, rows
 
 
 class _ReadPool:

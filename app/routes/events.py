@@ -19,7 +19,7 @@ from app.delivery import delivery_engine
 from app.envelopes import build_event, encode
 from app.errors import BadRequest, Conflict, NotFound
 from app.ids import event_id
-from app.requests import customer, json_body, query_int, reject_unknown, require_admin
+from app.requests import customer, json_body, query_int, query_value, reject_unknown, require_admin
 from app.responses import JSONResponse, iso_millis, success
 from app.routes.accounts import ACCOUNT_ID
 from app.routes.webhooks import owned_webhook
@@ -77,7 +77,7 @@ async def ingest(request: Request) -> Response:
 
 
 def _wait_seconds(request: Request) -> float:
-    raw = request.query_params.get("wait")
+    raw = query_value(request, "wait")
     if raw is None:
         return 0.0
     try:
@@ -184,9 +184,9 @@ async def event_types(request: Request) -> Response:
 
 
 routes = [
+    Route("/v2/webhooks/{webhook_id}/events", poll_events, methods=["GET"]),
     Route("/v2/accounts/{account_id}/events", ingest, methods=["POST"]),
     Route("/v2/webhooks/mock-payload", mock_payload, methods=["POST"]),
-    Route("/v2/webhooks/{webhook_id}/events", poll_events, methods=["GET"]),
     Route("/v2/webhooks/{webhook_id}/test", test_event, methods=["POST"]),
     Route("/v2/event-types", event_types, methods=["GET"]),
 ]

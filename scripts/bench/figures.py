@@ -34,6 +34,9 @@ class Row:
     notes: list[str] = field(default_factory=list)
     skipped: str = ""
     anchor_skipped: str = ""
+    # A side that could not take the offered load: its latencies cover only what it accepted.
+    saturated: bool = False
+    anchor_saturated: bool = False
 
     @property
     def ratio(self) -> float | None:
@@ -50,6 +53,8 @@ class Row:
         ratio = self.ratio
         if ratio is None or self.better == "none":
             return "-"
+        if self.saturated:
+            return "saturated, both" if self.anchor_saturated else "MISSES (saturated)"
         met = ratio >= self.target_ratio if self.better == "higher" else ratio <= self.target_ratio
         return "meets" if met else "MISSES"
 
