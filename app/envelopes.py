@@ -19,6 +19,7 @@ from app.responses import iso_millis
 from storage.base import NewEvent
 
 VERSION = "1.0"
+_VERSION_BYTES = VERSION.encode()
 EVENT_FIELDS = ("type", "data", "id", "timestamp")
 TRUNCATED = ".truncated"
 _PRODUCER_ID = re.compile(r"\A[\x21-\x7e]{1,255}\Z")  # \Z: `$` would allow a trailing newline
@@ -67,21 +68,15 @@ def encode(
     event_id: str, event_type: str, account_id: str, timestamp: str, data: bytes, *, minted: bool = True
 ) -> NewEvent:
     """The envelope bytes around the seq hole; `minted` when hookstream made the id (so it is new)."""
-    head = b'{"id":' + orjson.dumps(event_id) + b',"seq":'
-    tail = (
-        b',"type":"'
-        + event_type.encode()
-        + b'","account_id":'
-        + orjson.dumps(account_id)
-        + b',"timestamp":"'
-        + timestamp.encode()
-        + b'","version":"'
-        + VERSION.encode()
-        + b'","data":'
-        + data
-        + b"}"
+    head = b'{"id":%b,"seq":' % orjson.dumps(event_id)
+    tail = b',"type":"%b","account_id":%b,"timestamp":"%b","version":"%b","data":%b}' % (
+        event_type.encode(),
+        orjson.dumps(account_id),
+        timestamp.encode(),
+        _VERSION_BYTES,
+        data,
     )
-    return NewEvent(id=event_id, type=event_type, head=head, tail=tail, minted=minted)
+    return NewEvent(event_id, event_type, head, tail, minted)
 
 
 def build_event(

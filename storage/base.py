@@ -67,12 +67,13 @@ class Webhook:
         return "hosted" if self.url is None else "custom"
 
 
-@dataclass(frozen=True, slots=True)
-class NewEvent:
+class NewEvent(NamedTuple):
     """An event about to be appended, serialized except for its seq.
 
     The envelope is `head + str(seq) + tail`, so the backend stores the exact
     bytes every reader sends and nobody re-serializes an event after append.
+    (This and the other per-event records are tuples: a frozen dataclass costs a
+    `object.__setattr__` per field, and ingest makes three records per event.)
     """
 
     id: str
@@ -96,8 +97,7 @@ class StoredEvent(NamedTuple):
     body: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Appended:
+class Appended(NamedTuple):
     """What an append did for one submitted event."""
 
     id: str
@@ -105,8 +105,7 @@ class Appended:
     created: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Committed:
+class Committed(NamedTuple):
     """A newly committed event and the webhooks whose feeds it joined."""
 
     event: StoredEvent

@@ -64,6 +64,8 @@ Job = Callable[["_Transaction"], T]
 
 # SQLite's default limit on host parameters in one statement is 999 on old builds.
 _MAX_PARAMS = 900
+# Rows per multi-row INSERT: 128 events are 768 parameters, under SQLite's older limit of 999.
+_INSERT_CHUNK = 128
 _WEBHOOK_COLUMNS = (
     "id, account_id, api_key_id, url, secret, events, compressed_delivery, is_active, status, created_at, updated_at"
 )
@@ -524,16 +526,17 @@ class SQLiteStorage:
                 require_monitored=require_monitored,
             )
             if result.committed:
-                conn.executemany(
-                    "INSERT INTO events (seq, id, account_id, type, appended_at, body) VALUES (?, ?, ?, ?, ?, ?)",
+                _insert_rows(
+                    conn,
+                    "INSERT INTO events (seq, id, account_id, type, appended_at, body) VALUES ",
+                    6,
                     [
                         (c.event.seq, c.event.id, account_id, c.event.type, appended_at, c.event.body)
                         for c in result.committed
                     ],
                 )
                 feed_rows = [(hook_id, c.event.seq) for c in result.committed for hook_id in c.webhook_ids]
-                if feed_rows:
-                    conn.executemany("INSERT INTO feed (webhook_id, seq) VALUES (?, ?)", feed_rows)
+                _insert_rows(conn, "INSERT INTO feed (webhook_id, seq) VALUES ", 2, feed_rows)
             if result.committed:
                 txn.head = result.committed[-1].event.seq
             txn.committed.extend(result.committed)
@@ -811,6 +814,29 @@ class SQLiteStorage:
             (account_id, api_key_id),
         )
         return [MonitorInterval(*row) for row in rows]
+
+
+def _insert_rows(conn: sqlite3.Connection, insert: str, width: int, rows: Sequence[tuple[object, ...]]) -> None:
+    """`insert` ("INSERT INTO t (a, b) VALUES ") for every row, many rows per statement.
+
+    sqlite3 lets go of the GIL around every step and must take it back after. With
+    `executemany` that is once per row, and while the event loop's thread holds the GIL the
+    writer waits up to the interpreter's switch interval (5 ms) each time. A few multi-row
+    statements make it a few waits per append. Chunks are powers of two, so SQLite's
+    statement cache holds every shape.
+    """
+    start = 0
+    while start < len(rows):
+        size = min(_INSERT_CHUNK, 1 << ((len(rows) - start).bit_length() - 1))
+        sql = _insert_sql(insert, width, size)
+        conn.execute(sql, [value for row in rows[start : start + size] for value in row])
+        start += size
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(insert: str, width: int, size: int) -> str:
+    row = "(" + ", ".join("?" * width) + ")"
+    return insert + ", ".join([row] * size)
 
 
 def _rows(conn: sqlite3.Connection, sql: str, params: Sequence[object] = ()) -> list[Any]:
