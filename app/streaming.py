@@ -36,7 +36,8 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Coroutine
 from types import FrameType
 from typing import Any
 
@@ -47,7 +48,7 @@ from starlette.types import Receive, Scope, Send
 
 from app.context import Context
 from app.errors import ServiceUnavailable, TooManyRequests
-from app.hub import event_frame
+from app.hub import TailFrame, event_frame
 from app.tokens import StreamTokens
 
 logger = logging.getLogger("hookstream.streaming")
@@ -164,6 +165,31 @@ class Streams:
             signal.raise_signal(signum)
 
 
+async def _finish(step: Coroutine[Any, Any, Any], waiting: Any) -> None:
+    """Run a `send` coroutine that `EventStream._write_now` started and that suspended on `waiting`.
+
+    What a Task does for a coroutine: wait for the future it yielded, then resume it, until it returns.
+    """
+    while True:
+        try:
+            if waiting is None:  # a bare `yield`: give the loop one turn
+                await asyncio.sleep(0)
+            else:
+                # As Task.__step does before waiting on a yielded future; awaiting it again needs the flag clear.
+                waiting._asyncio_future_blocking = False
+                await waiting
+        except BaseException as exc:
+            try:
+                waiting = step.throw(exc)
+            except StopIteration:
+                return
+            continue
+        try:
+            waiting = step.send(None)
+        except StopIteration:
+            return
+
+
 class EventStream(Response):
     """The `text/event-stream` response of one webhook's feed, from a cursor on."""
 
@@ -193,6 +219,12 @@ class EventStream(Response):
         self._abandoned = False
         self._send_started: float | None = None
         self._missed = 0
+        # Set once the stream has started: the `send` a caught-up stream's events are written with directly.
+        self._send_fn: Send | None = None
+        # True while the loop waits for a wake-up with nothing left to do: the hub may then write for it.
+        self._parked = False
+        # A direct write the transport made wait (its buffer is full); the loop finishes it before anything else.
+        self._inflight: asyncio.Future[None] | None = None
 
     @property
     def cursor(self) -> int:
@@ -200,7 +232,9 @@ class EventStream(Response):
         return self._cursor
 
     def feed_grew(self, count: int) -> None:
-        """Wake the loop; cut the stream when its client has stopped reading and the backlog passes the limit."""
+        """Send the new events now if the stream is caught up, else wake the loop; cut a stuck client's stream."""
+        if self._parked and self._write_now():
+            return
         self._wake()
         if self._send_started is None:
             return
@@ -233,6 +267,65 @@ class EventStream(Response):
         if self._send_started is not None:
             # A client that is not reading would hold the shutdown up; drop it.
             self._abandon()
+
+    def _write_now(self) -> bool:
+        """Write the hub's new events from here, without waking the stream's task; False to wake it instead.
+
+        Fan-out is one commit waking every stream of a webhook, and a task wake-up plus a trip
+        through the loop cost as much as the write itself. A stream parked with nothing else to
+        do (no ping, no change of its webhook, no closing) only needs the new frames written,
+        and uvicorn's `send` writes to the transport without suspending unless the client has
+        stopped reading. So the coroutine is stepped here: finished at once, the events are
+        sent; suspended, the rest runs as a task the loop awaits before its next write.
+        """
+        send = self._send_fn
+        if (
+            send is None
+            or self._inflight is not None
+            or self._changed
+            or self._closing
+            or self._ping
+            or self._pruned_through is not None
+        ):
+            return False
+        tail = self.streams.ctx.hub.tail_after(self.webhook_id, self._cursor)
+        if not tail:
+            return tail is not None  # [] is nothing new; None means storage has to be read
+        body = tail[0].frame if len(tail) == 1 else b"".join([item.frame for item in tail])
+        step = send({"type": "http.response.body", "body": body, "more_body": True})
+        if type(step) is not types.CoroutineType:  # another server's awaitable: run it as a task
+            self._wait_for_write(asyncio.ensure_future(step))
+            self._advance(tail)
+            return True
+        try:
+            waiting = step.send(None)
+        except StopIteration:
+            pass
+        except Exception:
+            return False  # the loop's own send will meet the same error where it can handle it
+        else:
+            self._wait_for_write(asyncio.ensure_future(_finish(step, waiting)))
+        self._advance(tail)
+        return True
+
+    def _wait_for_write(self, write: asyncio.Future[None]) -> None:
+        """Track a direct write the transport made wait: it counts as a pending send until it is done."""
+        self._inflight = write
+        self._send_started = time.monotonic()
+        write.add_done_callback(self._write_done)
+
+    def _write_done(self, write: asyncio.Future[None]) -> None:
+        self._send_started = None
+        self._missed = 0
+        if not write.cancelled() and write.exception() is None:
+            self._inflight = None
+        else:
+            self._wake()  # the loop awaits it and ends the stream with its error
+
+    def _advance(self, sent: list[TailFrame]) -> None:
+        self._cursor = sent[-1].seq
+        self._last_sent = time.monotonic()
+        self.streams.ctx.metrics.stream_events_sent.inc(len(sent))
 
     def _wake(self) -> None:
         self._woken = True
@@ -276,9 +369,14 @@ class EventStream(Response):
                 # The `id:` sets the browser's Last-Event-ID before any event, so even a reconnect of a
                 # stream that started at the live tail and has not received one yet resumes without a gap.
                 await self._send(send, b"retry: %d\nid: %d\n\n" % (RETRY_MS, self._cursor))
+                self._send_fn = send
                 await self._run(send)
             finally:
+                self._send_fn = None
+                self._parked = False
                 disconnect.cancel()
+                if self._inflight is not None:
+                    self._inflight.cancel()
 
     async def _wait_for_disconnect(self, receive: Receive) -> None:
         while (await receive())["type"] != "http.disconnect":
@@ -292,6 +390,9 @@ class EventStream(Response):
         storage, hub = ctx.storage, ctx.hub
         while True:
             self._woken = False
+            if self._inflight is not None:
+                await self._inflight  # its done-callback resets the send bookkeeping
+                self._inflight = None
             if self._closing:
                 return
             if self._changed:
@@ -324,7 +425,11 @@ class EventStream(Response):
                 continue
             if self._ending:
                 return
-            await self._woken_up()
+            self._parked = True
+            try:
+                await self._woken_up()
+            finally:
+                self._parked = False
 
     async def _send(self, send: Send, body: bytes) -> None:
         self._ping = False
