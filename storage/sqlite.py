@@ -75,28 +75,24 @@ _ACCOUNT_COLUMNS = (
 )
 
 
-# The feed page joined by SQLite. Before 3.44 an aggregate cannot be ordered explicitly; it then
-# takes the rows in the order the ordered subquery yields them (the pagination tests hold it to that).
+# Before 3.44 an aggregate cannot be ordered explicitly; it then takes the rows in the order the
+# ordered subquery yields them (the pagination tests hold it to that).
+_IN_ORDER = " ORDER BY s" if sqlite3.sqlite_version_info >= (3, 44) else ""
+
+# The feed page joined by SQLite: pages older than the recent bodies in memory.
 _JOINED_PAGE = (
-    "SELECT count(*), max(s), CAST(group_concat(b, ','{order}) AS BLOB) FROM"
+    f"SELECT count(*), max(s), CAST(group_concat(b, ','{_IN_ORDER}) AS BLOB) FROM"
     " (SELECT f.seq AS s, e.body AS b FROM feed f JOIN events e ON e.seq = f.seq"
     " WHERE f.webhook_id = ? AND f.seq > ? ORDER BY f.seq LIMIT ?)"
-).format(order=" ORDER BY s" if sqlite3.sqlite_version_info >= (3, 44) else "")
-
-
-# A page near the head: the feed's seqs, whether more follow, and the retention watermark, in one
-# snapshot; the bodies then come from `RecentBodies`.
-# A page near the head as its feed seqs, read one past the limit (so "has more" costs no second scan), with
-# the retention watermark of the same snapshot; the bodies then come from `RecentBodies`. A page without
-# gaps (every webhook without a filter) is told by its ends; `_SPARSE_PAGE` spells out the others.
-_RECENT_PAGE = (
-    "SELECT count(*), min(s), max(s), (SELECT value FROM meta WHERE key = 'pruned_through')"
-    " FROM (SELECT seq AS s FROM feed WHERE webhook_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3 + 1)"
 )
-_SPARSE_PAGE = (
-    "SELECT group_concat(s{order}), (SELECT value FROM meta WHERE key = 'pruned_through')"
-    " FROM (SELECT seq AS s FROM feed WHERE webhook_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3 + 1)"
-).format(order=" ORDER BY s" if sqlite3.sqlite_version_info >= (3, 44) else "")
+
+# A page near the head as its feed seqs, read one past the limit (so "has more" costs no second scan),
+# with the retention watermark of the same snapshot; the bodies then come from `RecentBodies`. A page
+# without gaps (every webhook without a filter) is told by its ends; `_SPARSE_PAGE` spells out the others.
+_NEXT_SEQS = "FROM (SELECT seq AS s FROM feed WHERE webhook_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3 + 1)"
+_WATERMARK = "(SELECT value FROM meta WHERE key = 'pruned_through')"
+_RECENT_PAGE = f"SELECT count(*), min(s), max(s), {_WATERMARK} {_NEXT_SEQS}"
+_SPARSE_PAGE = f"SELECT group_concat(s{_IN_ORDER}), {_WATERMARK} {_NEXT_SEQS}"
 
 _FEED_BODIES = (
     "SELECT f.seq, e.body FROM feed f JOIN events e ON e.seq = f.seq"
