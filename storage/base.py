@@ -136,7 +136,7 @@ class JoinedPage:
     count: int
     last_seq: int | None
     has_more: bool
-    # The retention watermark, read after the page: if a prune raced the read, it errs towards `pruned`.
+    # The retention watermark, read with the page or after it: if a prune raced the read, it errs towards `pruned`.
     pruned_through: int
 
 

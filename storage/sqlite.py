@@ -79,18 +79,20 @@ _ACCOUNT_COLUMNS = (
 # ordered subquery yields them (the pagination tests hold it to that).
 _IN_ORDER = " ORDER BY s" if sqlite3.sqlite_version_info >= (3, 44) else ""
 
-# The feed page joined by SQLite: pages older than the recent bodies in memory.
+# A page older than the recent bodies in memory, joined by SQLite, with whether more follow and the
+# retention watermark, all from one snapshot.
+_WATERMARK = "(SELECT value FROM meta WHERE key = 'pruned_through')"
 _JOINED_PAGE = (
-    f"SELECT count(*), max(s), CAST(group_concat(b, ','{_IN_ORDER}) AS BLOB) FROM"
-    " (SELECT f.seq AS s, e.body AS b FROM feed f JOIN events e ON e.seq = f.seq"
-    " WHERE f.webhook_id = ? AND f.seq > ? ORDER BY f.seq LIMIT ?)"
+    f"SELECT count(*), max(s), CAST(group_concat(b, ','{_IN_ORDER}) AS BLOB),"
+    f" (SELECT 1 FROM feed WHERE webhook_id = ?1 AND seq > ?2 ORDER BY seq LIMIT 1 OFFSET ?3), {_WATERMARK}"
+    " FROM (SELECT f.seq AS s, e.body AS b FROM feed f JOIN events e ON e.seq = f.seq"
+    " WHERE f.webhook_id = ?1 AND f.seq > ?2 ORDER BY f.seq LIMIT ?3)"
 )
 
 # A page near the head as its feed seqs, read one past the limit (so "has more" costs no second scan),
 # with the retention watermark of the same snapshot; the bodies then come from `RecentBodies`. A page
 # without gaps (every webhook without a filter) is told by its ends; `_SPARSE_PAGE` spells out the others.
 _NEXT_SEQS = "FROM (SELECT seq AS s FROM feed WHERE webhook_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3 + 1)"
-_WATERMARK = "(SELECT value FROM meta WHERE key = 'pruned_through')"
 _RECENT_PAGE = f"SELECT count(*), min(s), max(s), {_WATERMARK} {_NEXT_SEQS}"
 _SPARSE_PAGE = f"SELECT group_concat(s{_IN_ORDER}), {_WATERMARK} {_NEXT_SEQS}"
 
@@ -565,14 +567,7 @@ class SQLiteStorage:
 
         def read(conn: sqlite3.Connection) -> JoinedPage:
             # SQLite joins the bodies itself: one row comes back instead of one per event.
-            count, last, joined = conn.execute(_JOINED_PAGE, (webhook_id, after_seq, limit)).fetchone()
-            more = (
-                count == limit
-                and conn.execute(
-                    "SELECT 1 FROM feed WHERE webhook_id = ? AND seq > ? LIMIT 1", (webhook_id, last)
-                ).fetchone()
-            )
-            (pruned,) = conn.execute("SELECT value FROM meta WHERE key = 'pruned_through'").fetchone()
+            count, last, joined, more, pruned = conn.execute(_JOINED_PAGE, (webhook_id, after_seq, limit)).fetchone()
             return JoinedPage(
                 joined=joined or b"", count=count, last_seq=last, has_more=bool(more), pruned_through=int(pruned)
             )
