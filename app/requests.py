@@ -16,6 +16,8 @@ from app.ids import hash_secret
 from storage.base import ApiKey
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Where a request's parsed query string is kept, so each parameter read does not split it again.
+_QUERY = "hookstream.query"
 
 
 async def customer(request: Request) -> ApiKey:
@@ -83,15 +85,16 @@ def query_value(request: Request, name: str) -> str | None:
     string with nothing to unescape is split here instead of through `urllib.parse.parse_qsl`,
     which Starlette's `query_params` uses and which costs more than the rest of the parsing.
     """
-    raw: bytes = request.scope["query_string"]
-    if b"%" in raw or b"+" in raw:
-        return request.query_params.get(name)
-    value = None
-    for part in raw.decode("latin-1").split("&"):
-        key, _, found = part.partition("=")
-        if key == name:
-            value = found
-    return value
+    scope = request.scope
+    params: dict[str, str] | None = scope.get(_QUERY)
+    if params is None:
+        raw: bytes = scope["query_string"]
+        if b"%" in raw or b"+" in raw:
+            params = dict(request.query_params)
+        else:
+            params = dict(part.partition("=")[::2] for part in raw.decode("latin-1").split("&"))
+        scope[_QUERY] = params
+    return params.get(name)
 
 
 def header_value(request: Request, name: bytes) -> str | None:

@@ -21,6 +21,7 @@ from app.errors import BadRequest, Conflict, NotFound
 from app.ids import event_id
 from app.requests import customer, json_body, query_int, query_value, reject_unknown, require_admin
 from app.responses import JSONResponse, iso_millis, success
+from app.routes import BareEndpoint
 from app.routes.accounts import ACCOUNT_ID
 from app.routes.webhooks import owned_webhook
 from storage.base import AccountNotMonitored, EventIdConflict, JoinedPage, NewEvent, UnknownAccount
@@ -184,7 +185,7 @@ async def event_types(request: Request) -> Response:
 
 
 routes = [
-    Route("/v2/webhooks/{webhook_id}/events", poll_events, methods=["GET"]),
+    Route("/v2/webhooks/{webhook_id}/events", BareEndpoint(poll_events), methods=["GET"]),
     Route("/v2/accounts/{account_id}/events", ingest, methods=["POST"]),
     Route("/v2/webhooks/mock-payload", mock_payload, methods=["POST"]),
     Route("/v2/webhooks/{webhook_id}/test", test_event, methods=["POST"]),

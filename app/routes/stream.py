@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
 
 from app.context import context
 from app.cursors import check_within_log, feed_pruned, parse_seq
 from app.errors import NotFound, Unauthorized
 from app.requests import customer, query_int
 from app.responses import iso_millis, success
+from app.routes import BareEndpoint
 from app.routes.webhooks import owned_webhook
 from app.streaming import EventStream, Streams
 from storage.base import Webhook
@@ -69,25 +68,6 @@ async def stream(request: Request) -> Response:
     cursor = state.head_seq if requested is None else requested
     pruned = feed_pruned(webhook, requested, state.pruned_through, ctx.settings.retention)
     return EventStream(streams, webhook.id, key_id, cursor, state.epoch, state.pruned_through if pruned else None)
-
-
-class BareEndpoint:
-    """A `request -> response` endpoint served as plain ASGI, so every write of its response skips a `send` wrapper.
-
-    Starlette wraps a function endpoint's `send` to catch errors raised before the response starts; a stream
-    writes once per event per subscriber for its whole life, and that wrapper was a measurable share of
-    fan-out time. Errors raised here still reach the app's handlers (the same JSON bodies): they go up to
-    Starlette's ExceptionMiddleware, whose own wrapper does the same job for the whole router.
-    """
-
-    def __init__(self, endpoint: Callable[[Request], Awaitable[Response]]) -> None:
-        self.endpoint = endpoint
-        # The error bodies' `metadata.action` names the endpoint by this.
-        self.__name__ = endpoint.__name__
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = await self.endpoint(Request(scope, receive, send))
-        await response(scope, receive, send)
 
 
 async def stream_token(request: Request) -> Response:
