@@ -171,8 +171,8 @@ class Service:
 PROFILE_DIR: list[Path] = []
 
 
-def hookstream(workdir: Path, database: Path, env: dict[str, str] | None = None) -> Service:
-    """`python -m app.cli serve` (uvicorn with uvloop and httptools) on a SQLite file."""
+def hookstream(workdir: Path, database: Path | str, env: dict[str, str] | None = None) -> Service:
+    """`python -m app.cli serve` (uvicorn with uvloop and httptools) on a SQLite file or a postgresql:// URL."""
     port = free_port()
     return Service(
         "hookstream",
@@ -182,7 +182,7 @@ def hookstream(workdir: Path, database: Path, env: dict[str, str] | None = None)
         cwd=SOURCE,
         profile_to=PROFILE_DIR[0] / f"profile-{port}.txt" if PROFILE_DIR else None,
         env={
-            "DATABASE_URL": f"sqlite:///{database}",
+            "DATABASE_URL": database if isinstance(database, str) else f"sqlite:///{database}",
             "HOOKSTREAM_ADMIN_TOKEN": ADMIN_TOKEN,
             "HOOKSTREAM_MAX_STREAMS_PER_KEY": "100000",
             **(env or {}),

@@ -29,6 +29,7 @@ sys.path[:0] = [str(HERE), os.environ.get("HOOKSTREAM_BENCH_SOURCE") or str(HERE
 import procs  # noqa: E402
 import profiles  # noqa: E402
 from figures import Row, table  # noqa: E402
+from pg import WORKLOADS_PG  # noqa: E402
 from workloads import WORKLOADS, CheckFailed, Plan  # noqa: E402
 
 
@@ -78,12 +79,13 @@ def plan_from(args: argparse.Namespace) -> Plan:
         synchronous=args.synchronous.upper(),
         workdir=Path(args.workdir),
         cache=Path(args.cache),
+        postgres=args.postgres or "",
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="scripts/bench/run", description=__doc__.splitlines()[0])
-    parser.add_argument("workloads", nargs="*", help=f"any of {', '.join(WORKLOADS)} (default: all)")
+    parser.add_argument("workloads", nargs="*", help=f"any of {', '.join([*WORKLOADS, *WORKLOADS_PG])} (default: all)")
     parser.add_argument("--quick", action="store_true", help="small sizes and short runs: a smoke run (< 3 min)")
     parser.add_argument("--runs", type=int, help="repetitions per figure (default 3)")
     parser.add_argument("--seconds", type=float, help="length of each wrk measurement (default 5, quick 2)")
@@ -109,6 +111,11 @@ def main() -> None:
         action="store_true",
         help="run hookstream under py-spy and print its costliest functions per workload",
     )
+    parser.add_argument(
+        "--postgres",
+        help="postgresql://… URL: also run the PostgreSQL rows (polling-pg, ingest-pg, sse-fanout-pg), "
+        "each in a schema of its own in that database",
+    )
     parser.add_argument("--source", help="--source=DIR: benchmark the hookstream tree in DIR (default: this checkout)")
     parser.add_argument("--workdir", default="/tmp/hookstream-bench/run", help="scratch files and server logs")
     parser.add_argument("--cache", default="/tmp/hookstream-bench/logs", help="generated logs, reused across runs")
@@ -118,10 +125,13 @@ def main() -> None:
     plan = plan_from(args)
     shutil.rmtree(plan.workdir, ignore_errors=True)
     plan.workdir.mkdir(parents=True)
-    chosen = args.workloads or list(WORKLOADS)
-    unknown = [name for name in chosen if name not in WORKLOADS]
+    known = {**WORKLOADS, **WORKLOADS_PG}
+    chosen = args.workloads or [*WORKLOADS, *(WORKLOADS_PG if plan.postgres else ())]
+    unknown = [name for name in chosen if name not in known]
     if unknown:
-        parser.error(f"unknown workload {unknown[0]!r}; choose from {', '.join(WORKLOADS)}")
+        parser.error(f"unknown workload {unknown[0]!r}; choose from {', '.join(known)}")
+    if not plan.postgres and any(name in WORKLOADS_PG for name in chosen):
+        parser.error("the PostgreSQL rows need --postgres postgresql://…")
     print(f"machine: {machine()}", flush=True)
     rows: list[Row] = []
     started = time.monotonic()
@@ -134,7 +144,7 @@ def main() -> None:
             profile_dir.mkdir(parents=True, exist_ok=True)
             procs.PROFILE_DIR[:] = [profile_dir]
         try:
-            found = WORKLOADS[name](plan)
+            found = known[name](plan)
         except CheckFailed as exc:
             failures.append(f"{name}: {exc}")
             print(f"  CHECK FAILED: {exc}", flush=True)

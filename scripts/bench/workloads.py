@@ -48,6 +48,8 @@ class Plan:
     synchronous: str
     workdir: Path
     cache: Path
+    # A postgresql:// URL for the PostgreSQL rows; empty leaves them out.
+    postgres: str = ""
 
 
 class CheckFailed(RuntimeError):
