@@ -21,6 +21,6 @@ def create_storage(
     if url.startswith(("postgresql://", "postgres://")):
         from storage.postgres import PostgresStorage  # type: ignore[import-not-found,import-untyped,unused-ignore]
 
-        backend: Storage = PostgresStorage(url, matcher=matcher)
+        backend: Storage = PostgresStorage(url, matcher=matcher, event_cache_bytes=event_cache_bytes)
         return backend
     raise ValueError(f"unsupported database URL {url!r}: use sqlite:///path.db or postgresql://…")

@@ -36,6 +36,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from storage._append import plan_append
+from storage._bodies import RecentBodies
 from storage.base import (
     Account,
     AccountExists,
@@ -155,6 +156,13 @@ class _Pending:
     future: asyncio.Future[Any]
 
 
+# A page near the head as its feed seqs (one past the limit, for has-more) and the retention watermark.
+_RECENT_PAGE = (
+    "SELECT count(*), min(s), max(s), (SELECT value FROM meta WHERE key = 'pruned_through')"
+    " FROM (SELECT seq AS s FROM feed WHERE webhook_id = $1 AND seq > $2 ORDER BY seq LIMIT $3::bigint + 1) page"
+)
+
+
 class PostgresStorage:
     """A backend that any number of processes share through one PostgreSQL database (or schema)."""
 
@@ -167,6 +175,7 @@ class PostgresStorage:
         pool_size: int = 10,
         max_batch: int = 256,
         probe_interval: float = 10.0,
+        event_cache_bytes: int = 64 << 20,
     ) -> None:
         self.url, url_schema = split_schema(url)
         self.schema = schema or url_schema
@@ -184,6 +193,8 @@ class PostgresStorage:
         self._writer_task: asyncio.Task[None] | None = None
         self._notifiers: list[LogNotifier] = []
         self._epoch = ""
+        # Every commit this process publishes, its own or read from another's, lands here too.
+        self._bodies = RecentBodies(event_cache_bytes)
         # Every seq up to here has been handed to the notifiers of this process.
         self._published_seq = 0
         self._behind = asyncio.Event()
@@ -358,6 +369,9 @@ class PostgresStorage:
 
     def _publish(self, committed: Sequence[Committed]) -> None:
         self._published_seq = committed[-1].event.seq
+        add = self._bodies.add
+        for done in committed:
+            add(done.event.seq, done.event.body)
         for notify in self._notifiers:
             notify(committed, self._published_seq)
 
@@ -714,6 +728,20 @@ class PostgresStorage:
         return FeedPage(events=events, has_more=len(rows) > limit)
 
     async def read_feed_joined(self, webhook_id: str, after_seq: int, limit: int) -> JoinedPage:
+        bodies = self._bodies
+        recent = bodies.holds_recent(after_seq, self._published_seq)
+        if recent:
+            # Near the head: the page's seqs, has-more and watermark in one round trip, bodies from memory.
+            found = await self.pool.fetchrow(_RECENT_PAGE, webhook_id, after_seq, limit)
+            assert found is not None  # an aggregate always returns its row
+            count, first, last, pruned = found
+            if not count:
+                return JoinedPage(b"", 0, None, False, int(pruned))
+            if last - first + 1 == count:
+                seqs = range(first, min(last, first + limit - 1) + 1)
+                joined = bodies.joined(seqs)
+                if joined is not None:
+                    return JoinedPage(joined, len(seqs), seqs[-1], count > limit, int(pruned))
         rows = await self.pool.fetch(
             "SELECT f.seq, e.body FROM feed f JOIN events e ON e.seq = f.seq"
             " WHERE f.webhook_id = $1 AND f.seq > $2 ORDER BY f.seq LIMIT $3",
@@ -723,6 +751,8 @@ class PostgresStorage:
         )
         page = rows[:limit]
         pruned = await self.pool.fetchval("SELECT value FROM meta WHERE key = 'pruned_through'")
+        if recent:
+            bodies.add_many((row[0], row[1]) for row in page)
         return JoinedPage(
             joined=b",".join([row[1] for row in page]),
             count=len(page),

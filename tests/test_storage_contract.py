@@ -359,3 +359,32 @@ async def test_a_joined_page_is_the_same_page_as_read_feed_with_its_bodies_joine
     full = await storage_backend.read_feed(hook.id, 0, 10_000)
     last_page = await storage_backend.read_feed_joined(hook.id, full.events[-11].seq, 10)
     assert last_page.count == 10 and last_page.has_more is False
+
+
+@pytest.mark.parametrize("filters", [("all",), ("message.new",)])
+async def test_another_instance_serves_the_same_pages_of_events_it_did_not_commit(
+    storage_backend: Storage, same_backend: Callable[[], Storage], filters: tuple[str, ...]
+) -> None:
+    """Pages near the head may come from memory: on an instance that heard of the commits, or read them."""
+    other = same_backend()
+    await other.open()
+    try:
+        account_id, hook = await monitored_account(storage_backend, filters)
+        for _ in range(5):
+            await storage_backend.append(
+                account_id, [event("message.new" if n % 4 else "email.new") for n in range(30)]
+            )
+        truth = await storage_backend.read_feed(hook.id, 0, 10_000)
+        deadline = time.monotonic() + 10
+        while (await other.read_feed_joined(hook.id, 0, 1000)).count < len(truth.events):
+            assert time.monotonic() < deadline, "the other instance never saw the commits"
+            await asyncio.sleep(0.05)
+        for after, limit in ((0, 100), (0, 7), (truth.events[40].seq, 50), (truth.events[-3].seq, 100)):
+            expected = [e for e in truth.events if e.seq > after][:limit]
+            for _ in range(2):  # the second read may come from memory
+                page = await other.read_feed_joined(hook.id, after, limit)
+                assert page.joined == b",".join(e.body for e in expected)
+                assert page.last_seq == expected[-1].seq
+                assert page.has_more is (expected[-1].seq != truth.events[-1].seq)
+    finally:
+        await other.close()
