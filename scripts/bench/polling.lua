@@ -2,7 +2,7 @@
 -- it gets continues the cursor it asked for: first seq = afterSeq + 1, `limit` events, lastSeq.
 -- Run with as many threads as connections (-t N -c N), so each thread's responses come back
 -- in the order of its requests and `asked` is the cursor of the page being checked.
--- args: path api_key total_events limit mode(walk|random)
+-- args: path api_key total_events limit mode(walk|random) [lowest cursor for random, default 0]
 local threads = {}
 local counter = 0
 
@@ -14,6 +14,7 @@ end
 
 function init(args)
   path, key, total, limit, mode = args[1], args[2], tonumber(args[3]), tonumber(args[4]), args[5]
+  lowest = tonumber(args[6] or "0")
   pages, bad, events, counted = 0, 0, 0, 0
   first_error = ""
   math.randomseed(tid * 7919)
@@ -25,7 +26,7 @@ end
 
 function request()
   if mode == "random" then
-    asked = math.random(0, total - limit)
+    asked = math.random(lowest, total - limit)
   else
     asked = cursor
     cursor = cursor + limit
