@@ -17,18 +17,8 @@ import asyncpg
 import orjson
 from figures import Row
 from logs import EVENT_TYPE, build, create_tenant, payload
-from procs import ADMIN_TOKEN, anchor_app, hookstream
-from workloads import (
-    READ_ENV,
-    CheckFailed,
-    Plan,
-    Target,
-    _check_pages,
-    _cpu_note,
-    _latency_trials,
-    nchan,
-    wrk,
-)
+from procs import anchor_app, hookstream
+from workloads import READ_ENV, Plan, Target, _latency_trials, ingest_runs, latency_rows, nchan, polling_runs
 
 from app.envelopes import encode
 from app.ids import event_id
@@ -40,7 +30,13 @@ def schema_url(base: str, schema: str) -> str:
     return urlunsplit(parts._replace(query=query))
 
 
-async def _fresh_schema(base: str, schema: str) -> None:
+def fresh_schema(plan: Plan, schema: str) -> str:
+    """Drop `schema` from the database and return the DATABASE_URL of a hookstream that recreates it."""
+    asyncio.run(_drop_schema(plan.postgres, schema))
+    return schema_url(plan.postgres, schema)
+
+
+async def _drop_schema(base: str, schema: str) -> None:
     conn = await asyncpg.connect(base)
     try:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
@@ -82,38 +78,16 @@ def polling_pg(plan: Plan) -> list[Row]:
         0.6,
     )
     schema = "bench_polling"
-    url = schema_url(plan.postgres, schema)
-    asyncio.run(_fresh_schema(plan.postgres, schema))
+    url = fresh_schema(plan, schema)
     with hookstream(plan.workdir, url, READ_ENV) as server:
         key, account, webhook = create_tenant(server.port)
     asyncio.run(_fill(plan.postgres, schema, account, webhook, plan.poll_events, plan.message_bytes))
     page_log = build(plan.cache, plan.poll_events, plan.message_bytes, plan.workdir)
     args = [f"/v2/webhooks/{webhook}/events", key, str(plan.poll_events), "100", "walk"]
-    connections = plan.poll_connections
-    sides = (
-        ("hookstream", hookstream(plan.workdir, url, READ_ENV), row.ours),
-        (
-            "anchor",
-            anchor_app(
-                plan.workdir, "page-anchor", "anchors.page_app", {"BENCH_LOG": page_log.path, "BENCH_LIMIT": "100"}
-            ),
-            row.theirs,
-        ),
+    anchor = anchor_app(
+        plan.workdir, "page-anchor", "anchors.page_app", {"BENCH_LOG": page_log.path, "BENCH_LIMIT": "100"}
     )
-    notes = {}
-    with sides[0][1], sides[1][1]:
-        for _, server, _ in sides:
-            wrk(server.port, "polling.lua", args, threads=connections, connections=connections, seconds=1)
-        for _ in range(plan.runs):
-            for label, server, figures in sides:
-                cpu = server.cpu()
-                result = wrk(
-                    server.port, "polling.lua", args, threads=connections, connections=connections, seconds=plan.seconds
-                )
-                _check_pages(result, label)
-                figures.append(result["requests"] / result["seconds"])
-                notes[label] = _cpu_note(label, result["client_cpu_share"], (server.cpu() - cpu) / result["seconds"])
-    row.notes += notes.values()
+    polling_runs(plan, hookstream(plan.workdir, url, READ_ENV), anchor, args, row)
     row.notes.append(f"schema {schema} of {urlsplit(plan.postgres).path.lstrip('/')}; PostgreSQL's CPU not counted")
     return [row]
 
@@ -130,44 +104,22 @@ def ingest_pg(plan: Plan) -> list[Row]:
         0.5,
     )
     schema = "bench_ingest"
-    url = schema_url(plan.postgres, schema)
-    asyncio.run(_fresh_schema(plan.postgres, schema))
+    url = fresh_schema(plan, schema)
     directory = plan.workdir / "ingest-pg"
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
     body_file = directory / "batch.json"
     batch = {"events": [{"type": EVENT_TYPE, "data": payload(n, plan.message_bytes)} for n in range(100)]}
     body_file.write_bytes(orjson.dumps(batch))
-    conns = plan.ingest_connections
     with hookstream(plan.workdir, url) as server:
-        _, account, _ = create_tenant(server.port)
-        path = f"/v2/accounts/{account}/events"
-        wrk(server.port, "ingest.lua", [path, ADMIN_TOKEN, str(body_file)], threads=2, connections=conns, seconds=1)
-        for _ in range(plan.runs):
-            head = asyncio.run(_settled_head(plan.postgres, schema))
-            cpu = server.cpu()
-            result = wrk(
-                server.port,
-                "ingest.lua",
-                [path, ADMIN_TOKEN, str(body_file)],
-                threads=2,
-                connections=conns,
-                seconds=plan.seconds,
-            )
-            server_share = (server.cpu() - cpu) / result["seconds"]
-            grown = asyncio.run(_settled_head(plan.postgres, schema)) - head
-            created = int(result["created"]) * 100
-            if result["bad"] or grown < created or grown - created > conns * 100 or grown % 100:
-                raise CheckFailed(
-                    f"ingest-pg: {result['created']} batches acknowledged but the log grew by {grown}; "
-                    f"{result['bad']} failed: {result.get('first_error')}"
-                )
-            row.ours.append(created / result["seconds"])
-            row.theirs.append(asyncio.run(_asyncpg_ingest(plan, schema, plan.seconds)))
-    row.notes.append(
-        _cpu_note("hookstream", result["client_cpu_share"], server_share)
-        + f"; {conns} connections; log growth checked against the 201s"
-    )
+        ingest_runs(
+            plan,
+            server,
+            body_file,
+            row,
+            head=lambda: asyncio.run(_settled_head(plan.postgres, schema)),
+            anchor=lambda: asyncio.run(_asyncpg_ingest(plan, schema, plan.seconds)),
+        )
     row.notes.append(
         "anchor: one asyncpg connection, executemany of the same envelope rows + feed rows into copies of "
         "hookstream's tables (same indexes), one transaction per 100, synchronous_commit as the server has it"
@@ -229,28 +181,10 @@ def sse_fanout_pg(plan: Plan) -> list[Row]:
     """Publish→receive latency through hookstream on PostgreSQL, against nchan."""
     subscribers = min(plan.sse_subscribers)
     events = max(1, int(plan.sse_rate * plan.sse_seconds))
-    p50 = Row(
-        "sse-fanout (PostgreSQL)",
-        f"p50 latency, {subscribers:,} subs, {plan.sse_rate:g} ev/s",
-        "ms",
-        "nchan",
-        "—",
-        "none",
-        0.0,
-    )
-    p99 = Row(
-        "sse-fanout (PostgreSQL)",
-        f"p99 latency, {subscribers:,} subs, {plan.sse_rate:g} ev/s",
-        "ms",
-        "nchan",
-        "≤ 2×",
-        "lower",
-        2.0,
-    )
+    p50, p99 = latency_rows("sse-fanout (PostgreSQL)", plan, subscribers)
     memory = Row("unused", "", "KB", "", "", "none", 0.0)
     schema = "bench_fanout"
-    url = schema_url(plan.postgres, schema)
-    asyncio.run(_fresh_schema(plan.postgres, schema))
+    url = fresh_schema(plan, schema)
     with hookstream(plan.workdir, url) as server:
         key, account, webhook = create_tenant(server.port, "fanout")
         target = Target(server, f"/v2/webhooks/{webhook}/stream", [f"x-api-key: {key}"], account)

@@ -10,6 +10,7 @@ import shutil
 import sqlite3
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,20 +100,24 @@ def polling(plan: Plan) -> list[Row]:
     row = Row("polling", "pages/s, limit=100", "pages/s", "bare Starlette, precomputed page", "≥ 0.6", "higher", 0.6)
     path = f"/v2/webhooks/{log.webhook_id}/events"
     args = [path, log.api_key, str(log.events), "100", "walk"]
-    connections = plan.poll_connections
-    sides = (
-        ("hookstream", hookstream(plan.workdir, Path(log.path), READ_ENV), row.ours),
-        (
-            "anchor",
-            anchor_app(plan.workdir, "page-anchor", "anchors.page_app", {"BENCH_LOG": log.path, "BENCH_LIMIT": "100"}),
-            row.theirs,
-        ),
+    anchor = anchor_app(plan.workdir, "page-anchor", "anchors.page_app", {"BENCH_LOG": log.path, "BENCH_LIMIT": "100"})
+    polling_runs(plan, hookstream(plan.workdir, Path(log.path), READ_ENV), anchor, args, row)
+    row.notes.append(
+        f"{plan.poll_connections} connections (one per wrk thread), log of {log.events:,} events; every page "
+        "checked: first seq = afterSeq+1 and lastSeq = afterSeq+100; every 16th also counted (100 events)"
     )
-    # Both servers run at once and their runs alternate, so a shared machine's drift lands on both sides alike.
-    with sides[0][1], sides[1][1]:
+    return [row]
+
+
+def polling_runs(plan: Plan, ours: Service, anchor: Service, args: list[str], row: Row) -> None:
+    """wrk walking polling cursors on both servers, up at once, their runs alternating, so a shared machine's
+    drift lands on both sides alike."""
+    connections = plan.poll_connections
+    sides = (("hookstream", ours, row.ours), ("anchor", anchor, row.theirs))
+    notes = {}
+    with ours, anchor:
         for _, server, _ in sides:
             wrk(server.port, "polling.lua", args, threads=connections, connections=connections, seconds=1)
-        notes = {}
         for _ in range(plan.runs):
             for label, server, figures in sides:
                 cpu = server.cpu()
@@ -126,11 +131,6 @@ def polling(plan: Plan) -> list[Row]:
                     f", p99 {result['p99_us'] / 1000:.1f} ms"
                 )
     row.notes += notes.values()
-    row.notes.append(
-        f"{connections} connections (one per wrk thread), log of {log.events:,} events; every page "
-        "checked: first seq = afterSeq+1 and lastSeq = afterSeq+100; every 16th also counted (100 events)"
-    )
-    return [row]
 
 
 def _check_pages(result: dict[str, float], label: str) -> None:
@@ -172,40 +172,46 @@ def ingest(plan: Plan) -> list[Row]:
     ]
     env = {"HOOKSTREAM_SQLITE_SYNCHRONOUS": plan.synchronous}
     with hookstream(plan.workdir, directory / "hookstream.db", env) as server:
-        _, account, _ = create_tenant(server.port)
-        path = f"/v2/accounts/{account}/events"
-        conns = plan.ingest_connections
-        wrk(server.port, "ingest.lua", [path, ADMIN_TOKEN, str(body_file)], threads=2, connections=conns, seconds=1)
-        for _ in range(plan.runs):
-            head = _head_seq(directory / "hookstream.db")
-            cpu = server.cpu()
-            result = wrk(
-                server.port,
-                "ingest.lua",
-                [path, ADMIN_TOKEN, str(body_file)],
-                threads=2,
-                connections=conns,
-                seconds=plan.seconds,
-            )
-            server_share = (server.cpu() - cpu) / result["seconds"]
-            grown = _head_seq(directory / "hookstream.db") - head
-            created = int(result["created"]) * 100
-            # Requests cut off by wrk's deadline may still have committed: at most one batch per connection.
-            if result["bad"] or grown < created or grown - created > conns * 100 or grown % 100:
-                raise CheckFailed(
-                    f"ingest: {result['created']} batches acknowledged but the log grew by {grown}; "
-                    f"{result['bad']} failed: {result.get('first_error')}"
-                )
-            row.ours.append(created / result["seconds"])
-            # Alternating with hookstream's runs, so a shared machine's drift lands on both sides alike.
-            row.theirs.append(_sqlite_ingest(directory / "anchor.db", envelopes, plan.synchronous, plan.seconds))
-    row.notes.append(
-        _cpu_note("hookstream", result["client_cpu_share"], server_share)
-        + f", p99 {result['p99_us'] / 1000:.1f} ms; {conns} connections; log growth checked "
-        "against the 201s"
-    )
+        ingest_runs(
+            plan,
+            server,
+            body_file,
+            row,
+            head=lambda: _head_seq(directory / "hookstream.db"),
+            anchor=lambda: _sqlite_ingest(directory / "anchor.db", envelopes, plan.synchronous, plan.seconds),
+        )
     row.notes.append("anchor: one connection, WAL, events + feed rows, same disk as hookstream's file")
     return [row]
+
+
+def ingest_runs(
+    plan: Plan, server: Service, body_file: Path, row: Row, *, head: Callable[[], int], anchor: Callable[[], float]
+) -> None:
+    """wrk posting `body_file` (100 events) to a fresh tenant, checked against the log's growth, alternating
+    each run with one of the anchor's, so a shared machine's drift lands on both sides alike."""
+    _, account, _ = create_tenant(server.port)
+    args = [f"/v2/accounts/{account}/events", ADMIN_TOKEN, str(body_file)]
+    conns = plan.ingest_connections
+    wrk(server.port, "ingest.lua", args, threads=2, connections=conns, seconds=1)
+    for _ in range(plan.runs):
+        before = head()
+        cpu = server.cpu()
+        result = wrk(server.port, "ingest.lua", args, threads=2, connections=conns, seconds=plan.seconds)
+        server_share = (server.cpu() - cpu) / result["seconds"]
+        grown = head() - before
+        created = int(result["created"]) * 100
+        # Requests cut off by wrk's deadline may still have committed: at most one batch per connection.
+        if result["bad"] or grown < created or grown - created > conns * 100 or grown % 100:
+            raise CheckFailed(
+                f"{row.workload}: {result['created']} batches acknowledged but the log grew by {grown}; "
+                f"{result['bad']} failed: {result.get('first_error')}"
+            )
+        row.ours.append(created / result["seconds"])
+        row.theirs.append(anchor())
+    row.notes.append(
+        _cpu_note("hookstream", result["client_cpu_share"], server_share)
+        + f", p99 {result['p99_us'] / 1000:.1f} ms; {conns} connections; log growth checked against the 201s"
+    )
 
 
 def _head_seq(path: Path) -> int:
@@ -652,6 +658,15 @@ def _fan_out(
     )
 
 
+def latency_rows(workload: str, plan: Plan, subscribers: int) -> tuple[Row, Row]:
+    """The p50 (for context) and p99 (against the target) rows of one fan-out size."""
+    metric = f"latency, {subscribers:,} subs, {plan.sse_rate:g} ev/s"
+    return (
+        Row(workload, f"p50 {metric}", "ms", "nchan", "—", "none", 0.0),
+        Row(workload, f"p99 {metric}", "ms", "nchan", "≤ 2×", "lower", 2.0),
+    )
+
+
 def sse_fanout(plan: Plan) -> list[Row]:
     """Publish→receive latency at a steady rate to many live-tail subscribers vs nchan; and RSS per idle stream."""
     rows: list[Row] = []
@@ -666,18 +681,7 @@ def sse_fanout(plan: Plan) -> list[Row]:
         40.0,
     )
     for subscribers in plan.sse_subscribers:
-        p50 = Row(
-            "sse-fanout", f"p50 latency, {subscribers:,} subs, {plan.sse_rate:g} ev/s", "ms", "nchan", "—", "none", 0.0
-        )
-        p99 = Row(
-            "sse-fanout",
-            f"p99 latency, {subscribers:,} subs, {plan.sse_rate:g} ev/s",
-            "ms",
-            "nchan",
-            "≤ 2×",
-            "lower",
-            2.0,
-        )
+        p50, p99 = latency_rows("sse-fanout", plan, subscribers)
         rows += [p50, p99]
         target, server, skipped = _hookstream_target(plan, f"fanout{subscribers}")
         try:
