@@ -33,6 +33,12 @@ def test_defaults_work_with_no_configuration() -> None:
     assert settings.retention_interval == 60
     assert settings.max_event_bytes == 1024 * 1024
     assert settings.max_body_bytes == 10 * 1024 * 1024
+    assert settings.event_cache_bytes == 64 * 1024 * 1024
+
+
+def test_the_event_cache_takes_a_size_or_zero_to_turn_it_off() -> None:
+    assert Settings.from_env({"HOOKSTREAM_EVENT_CACHE": "256MiB"}).event_cache_bytes == 256 * 1024 * 1024
+    assert Settings.from_env({"HOOKSTREAM_EVENT_CACHE": "0"}).event_cache_bytes == 0
 
 
 BAD_VALUES = [
@@ -49,6 +55,8 @@ BAD_VALUES = [
     ("HOOKSTREAM_RETRY_SCHEDULE", "5s,soon"),
     ("HOOKSTREAM_CREDITS_PER_DAY", "ten"),
     ("HOOKSTREAM_SQLITE_SYNCHRONOUS", "SOMETIMES"),
+    ("HOOKSTREAM_EVENT_CACHE", "-1"),
+    ("HOOKSTREAM_EVENT_CACHE", "lots"),
     ("HOOKSTREAM_EVENT_TYPES", "/nonexistent/event_types.json"),
     ("DATABASE_URL", "mysql://localhost/db"),
     ("PORT", "eighty"),
