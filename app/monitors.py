@@ -212,15 +212,18 @@ class _Monitor:
         await self._record_status("running", None, announce=True)
 
     async def _record_status(self, status: str, reason: str | None, *, announce: bool) -> None:
-        """Show the status on the account and, on a change, append it to the account's log."""
+        """On a change, append the status to the account's log; then show it on the account.
+
+        In that order, so a client that sees the new status through the API finds its event in the log.
+        """
+        if announce:
+            await self._status_event(status, reason)
         storage = self.monitors.ctx.storage
         try:
             await storage.set_monitor_status(self.account.id, self.monitors.owner, status, reason)
         except Exception:
             # The supervisor must outlive a database hiccup; the next failure or recovery records it.
             logger.exception("could not record monitor status %s for %s", status, self.account.id)
-        if announce:
-            await self._status_event(status, reason)
 
 
 class Monitors:
