@@ -221,8 +221,6 @@ class EventStream(Response):
         self._missed = 0
         # Set once the stream has started: the `send` a caught-up stream's events are written with directly.
         self._send_fn: Send | None = None
-        # True while the loop waits for a wake-up with nothing left to do: the hub may then write for it.
-        self._parked = False
         # A direct write the transport made wait (its buffer is full); the loop finishes it before anything else.
         self._inflight: asyncio.Future[None] | None = None
 
@@ -233,7 +231,8 @@ class EventStream(Response):
 
     def feed_grew(self, count: int) -> None:
         """Send the new events now if the stream is caught up, else wake the loop; cut a stuck client's stream."""
-        if self._parked and self._write_now():
+        # A waiter means the loop is parked with nothing left to do: the hub may then write for it.
+        if self._waiter is not None and self._write_now():
             return
         self._wake()
         if self._send_started is None:
@@ -373,7 +372,6 @@ class EventStream(Response):
                 await self._run(send)
             finally:
                 self._send_fn = None
-                self._parked = False
                 disconnect.cancel()
                 if self._inflight is not None:
                     self._inflight.cancel()
@@ -425,11 +423,7 @@ class EventStream(Response):
                 continue
             if self._ending:
                 return
-            self._parked = True
-            try:
-                await self._woken_up()
-            finally:
-                self._parked = False
+            await self._woken_up()
 
     async def _send(self, send: Send, body: bytes) -> None:
         self._ping = False

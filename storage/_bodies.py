@@ -28,6 +28,13 @@ ENTRY_OVERHEAD = 48
 _TYPICAL_BODY = 512
 
 
+def gapless_seqs(count: int, first: int, last: int, limit: int) -> range | None:
+    """The seqs of a page read one past `limit` (`count` rows from `first` to `last`), when it has no gaps."""
+    if last - first + 1 != count:
+        return None
+    return range(first, min(last, first + limit - 1) + 1)
+
+
 class RecentBodies:
     """Event bodies by seq, the newest kept, within `max_bytes`."""
 
@@ -41,9 +48,6 @@ class RecentBodies:
         self._window = max_bytes // (_TYPICAL_BODY + ENTRY_OVERHEAD)
         # No seq at or below this is added again: the budget went to newer ones.
         self.floor = 0
-
-    def __len__(self) -> int:
-        return sum(item is not None for item in self._items)
 
     def holds_recent(self, after_seq: int, head_seq: int) -> bool:
         """Whether a page after `after_seq` is recent enough to read through this cache."""

@@ -36,7 +36,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from storage._append import plan_append
-from storage._bodies import RecentBodies
+from storage._bodies import RecentBodies, gapless_seqs
 from storage.base import (
     Account,
     AccountExists,
@@ -737,8 +737,8 @@ class PostgresStorage:
             count, first, last, pruned = found
             if not count:
                 return JoinedPage(b"", 0, None, False, int(pruned))
-            if last - first + 1 == count:
-                seqs = range(first, min(last, first + limit - 1) + 1)
+            seqs = gapless_seqs(count, first, last, limit)
+            if seqs is not None:
                 joined = bodies.joined(seqs)
                 if joined is not None:
                     return JoinedPage(joined, len(seqs), seqs[-1], count > limit, int(pruned))

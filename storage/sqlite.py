@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 import orjson
 
 from storage._append import plan_append
-from storage._bodies import RecentBodies
+from storage._bodies import RecentBodies, gapless_seqs
 from storage.base import (
     Account,
     AccountExists,
@@ -920,10 +920,8 @@ def _recent_page(
     count, first, last, pruned = conn.execute(_RECENT_PAGE, (webhook_id, after_seq, limit)).fetchone()
     if not count:
         return JoinedPage(b"", 0, None, False, int(pruned)), []
-    seqs: Sequence[int]
-    if last - first + 1 == count:
-        seqs = range(first, min(last, first + limit - 1) + 1)
-    else:
+    seqs: Sequence[int] | None = gapless_seqs(count, first, last, limit)
+    if seqs is None:
         seq_text, pruned = conn.execute(_SPARSE_PAGE, (webhook_id, after_seq, limit)).fetchone()
         seqs = list(map(int, seq_text.split(","))) if seq_text else []
         count = len(seqs)
