@@ -47,7 +47,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from app.context import Context
-from app.errors import ServiceUnavailable, TooManyRequests
+from app.errors import ShuttingDown, TooManyStreams
 from app.hub import TailFrame, event_frame
 from app.tokens import StreamTokens
 
@@ -85,14 +85,11 @@ class Streams:
     def reserve(self, key_id: str) -> None:
         """Count a new stream against its API key; 429 past the limit, 503 while shutting down."""
         if self.closing:
-            raise ServiceUnavailable("The server is shutting down; reconnect in a moment.", code="shutting_down")
+            raise ShuttingDown("The server is shutting down; reconnect in a moment.")
         count = self._per_key.get(key_id, 0)
         limit = self.ctx.settings.max_streams_per_key
         if count >= limit:
-            raise TooManyRequests(
-                f"This API key already has {count} open streams, the most allowed; close one first.",
-                code="too_many_streams",
-            )
+            raise TooManyStreams(f"This API key already has {count} open streams, the most allowed; close one first.")
         self._per_key[key_id] = count + 1
 
     def release(self, key_id: str) -> None:
