@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from app.catalog import EventCatalog
+from app.limits import RateLimit, parse_rate
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -142,6 +143,12 @@ class Settings:
     sqlite_synchronous: str = "FULL"
     event_cache_bytes: int = 64 * 1024 * 1024
     access_log: bool = False
+    header_timeout: float = 10.0
+    max_header_bytes: int = 64 * 1024
+    # None: from the process's file-descriptor limit (app/_http.py).
+    max_connections: int | None = None
+    rate_limit: RateLimit | None = None
+    ingest_rate_limit: RateLimit | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -208,4 +215,9 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "HOOKSTREAM_SQLITE_SYNCHRONOUS": ("sqlite_synchronous", str.strip),
     "HOOKSTREAM_EVENT_CACHE": ("event_cache_bytes", parse_size),
     "HOOKSTREAM_ACCESS_LOG": ("access_log", _flag),
+    "HOOKSTREAM_HEADER_TIMEOUT": ("header_timeout", _positive_duration),
+    "HOOKSTREAM_MAX_HEADER_BYTES": ("max_header_bytes", _positive_size),
+    "HOOKSTREAM_MAX_CONNECTIONS": ("max_connections", _positive_int),
+    "HOOKSTREAM_RATE_LIMIT": ("rate_limit", parse_rate),
+    "HOOKSTREAM_INGEST_RATE_LIMIT": ("ingest_rate_limit", parse_rate),
 }

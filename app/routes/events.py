@@ -34,8 +34,11 @@ async def ingest(request: Request) -> Response:
     account_id = request.path_params["account_id"]
     if not issued_shape(account_id, ACCOUNT_ID):
         raise AccountNotFound(account_id)
-    body = await json_body(request)
     ctx = context(request)
+    # Before the body is read: a refused call costs no upload.
+    if ctx.ingest_rate is not None:
+        ctx.ingest_rate.take(account_id)
+    body = await json_body(request)
     build = functools.partial(
         build_event,
         account_id=account_id,

@@ -36,6 +36,10 @@ async def _streamed_webhook(request: Request) -> tuple[Webhook, str]:
     webhook = await webhook_by_id(request, webhook_id)
     if webhook is None:
         raise WebhookNotFound(webhook_id)
+    # A browser's stream counts against the key that owns the webhook, as one with x-api-key would.
+    key_rate = context(request).key_rate
+    if key_rate is not None:
+        key_rate.take(webhook.api_key_id)
     return webhook, webhook.api_key_id
 
 
