@@ -25,11 +25,13 @@
     │   ├── AccountNotMonitored           account_not_monitored
     │   └── EventIdTaken                  event_id_conflict
     ├── PayloadTooLarge              413  body_too_large
+    ├── HeadersTooLarge              431  headers_too_large
     ├── TooManyRequests              429  too_many_requests
     │   ├── TooManyStreams                too_many_streams
     │   └── RateLimited                   rate_limited
     └── ServiceUnavailable           503  not_ready
-        └── ShuttingDown                  shutting_down
+        ├── ShuttingDown                  shutting_down
+        └── TooManyConnections            too_many_connections
 
 `app.responses.error_response` is the one place that turns them into JSON, with a `Retry-After`
 header when the error carries `retry_after` (every 429 and 503 does). The "not found"
@@ -219,6 +221,13 @@ class PayloadTooLarge(HookstreamError):
     code = "body_too_large"
 
 
+class HeadersTooLarge(HookstreamError):
+    """The request's headers exceed the configured limit."""
+
+    status_code = 431
+    code = "headers_too_large"
+
+
 class TooManyRequests(HookstreamError):
     """A limit was reached."""
 
@@ -255,3 +264,9 @@ class ShuttingDown(ServiceUnavailable):
     """The server is shutting down; reconnect elsewhere or in a moment."""
 
     code = "shutting_down"
+
+
+class TooManyConnections(ServiceUnavailable):
+    """The server holds as many connections as it may; only /healthz is answered past that."""
+
+    code = "too_many_connections"
