@@ -12,11 +12,12 @@ process builds its own with its own counts.
 - Headers past `max_header_bytes` get 431; a finished block is measured exactly, an unfinished one
   by the bytes it has taken so far (httptools buffers a header until it ends, so it must be cut off
   here).
-- A declared Content-Length past `max_body_bytes` gets 413 before a byte of the body is read. A
-  response sent before its request's body was read whole (that 413, the app's own 413 on a chunked
-  body, a 401 on a large upload) ends the connection: the server stops reading at once, sends a FIN
-  after the response so the client can read it, and closes a second later. (Closing at once
-  would reset the connection while unread bytes sit in its buffer, and the client could lose the answer.)
+- A declared Content-Length past `max_body_bytes` gets 413 (with `connection: close`) before a byte
+  of the body is read. A response sent before its request's body was read whole (the app's 413 on a
+  chunked body, a 401 on an upload) lets up to DRAIN_BYTES more of it through, so a client that sent
+  a small body keeps its connection; past that the connection ends. Ending one means: stop reading
+  at once, send a FIN after the response, close a second later. (Closing at once would reset the
+  connection while unread bytes sit in its buffer, and the client could lose the answer.)
 - Past `max_connections` open connections, a new one closes the connection idle longest (one
   waiting for headers, never one with a request in flight, such as a stream). When none is idle,
   up to `RESERVED_FOR_HEALTH` more are accepted to answer `/healthz` only (503 to anything else),
@@ -53,6 +54,8 @@ FILE_HEADROOM = 128
 DEFAULT_MAX_CONNECTIONS = 10_000
 # How long a connection whose request body went unread stays half-open so the client reads the answer.
 LINGER_SECONDS = 1.0
+# How much of a body answered before it was read whole is still read (and dropped) to keep the connection.
+DRAIN_BYTES = 64 * 1024
 _HEALTH = b"/healthz"
 
 
@@ -112,6 +115,23 @@ def _raw_response(error: HookstreamError) -> bytes:
     return b"".join([*head, b"connection: close\r\n\r\n", response.body])
 
 
+class _CloseAfterAnswer(asyncio.Transport):
+    """The transport a refusal's response is written to: uvicorn's close after it becomes the protocol's linger."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        super().__init__()
+        self._transport = transport
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._transport.write(data)
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def close(self) -> None:
+        pass  # BoundedHttpToolsProtocol.on_response_complete lingers instead
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, bounded in header time and size, unread body, and open connections."""
 
@@ -135,6 +155,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.beyond_cap = False
         # A request was answered with a refusal (431, 413, 503): the connection ends after it.
         self.refused = False
+        # Bytes of an unread body still let through before the connection ends; None when not draining.
+        self.drain_left: int | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -145,7 +167,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 return
             self.beyond_cap = True
         _idle[self] = None
-        self.header_timer = self.loop.call_later(self.bounds.header_timeout, self._headers_too_slow)
+        self.header_timer = self.loop.call_later(self.bounds.header_timeout, self._too_slow)
 
     def _close_longest_idle(self) -> bool:
         for victim in _idle:
@@ -168,6 +190,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         self.chunk_bytes = len(data)
+        if self.drain_left is not None:
+            self.drain_left -= self.chunk_bytes
+            if self.drain_left < 0:
+                self.drain_left = None
+                self._linger()
+                return
         super().data_received(data)
         if self.awaiting_headers and not self.transport.is_closing():
             # This chunk ended inside a request's headers (or before one began).
@@ -177,7 +205,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 self.transport.write(_raw_response(self._headers_too_large()))
                 self._linger()
             elif self.header_timer is None:
-                self.header_timer = self.loop.call_later(self.bounds.header_timeout, self._headers_too_slow)
+                self.header_timer = self.loop.call_later(self.bounds.header_timeout, self._too_slow)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -205,10 +233,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return
         self.refused = True
         self.app = error_response(refusal)
+        transport = self.transport
+        self.transport = _CloseAfterAnswer(transport)
         try:
             super().on_headers_complete()
         finally:
             self.app = self.real_app
+            self.transport = transport
+        # Says `connection: close`; the close itself is the linger after the response.
+        self.cycle.keep_alive = False
 
     def _exact_header_bytes(self) -> int:
         return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
@@ -223,27 +256,46 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 return int(value) if value.isdigit() else None
         return None
 
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        if self.drain_left is not None:
+            # The rest of an unread body was small: the connection goes on to its next request.
+            self.drain_left = None
+            self._stop_waiting()
+            self._await_next_request()
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+
     def on_response_complete(self) -> None:
         cycle = self.cycle
         super().on_response_complete()
         if self.transport.is_closing():
             return
-        if self.refused or (cycle.more_body and cycle.response_complete):
+        if self.refused:
             self._linger()
+        elif cycle.more_body and cycle.response_complete:
+            # Answered before its body was read whole: drain a little of it, within the header deadline.
+            self.drain_left = DRAIN_BYTES
+            self.header_timer = self.loop.call_later(self.bounds.header_timeout, self._too_slow)
         elif not self.pipeline:
-            self.awaiting_headers = True
-            _idle[self] = None
+            self._await_next_request()
+
+    def _await_next_request(self) -> None:
+        self.awaiting_headers = True
+        _idle[self] = None
 
     def _linger(self) -> None:
         """Stop reading a body no one will use; FIN after the answer, so the client reads it, then close."""
         # Still counted as open: it holds a descriptor until it closes.
+        self._stop_waiting()
         self._unset_keepalive_if_required()
         self.flow.pause_reading()
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.loop.call_later(LINGER_SECONDS, self.transport.abort)
 
-    def _headers_too_slow(self) -> None:
+    def _too_slow(self) -> None:
         self.header_timer = None
         if not self.transport.is_closing():
             _idle.pop(self, None)

@@ -124,9 +124,10 @@ def test_a_declared_8_gib_body_is_413_before_any_of_it_is_read_and_the_connectio
 ) -> None:
     with connect(server) as sock:
         sock.sendall(ingest_head(monitored_account, f"Content-Length: {8 * 1024 * MiB}"))
-        status, _, body = read_response(sock)
+        status, headers, body = read_response(sock)
         assert status == 413
         assert error_code(body) == "body_too_large"
+        assert headers["connection"] == "close"
         # The server stopped reading: what it takes is only what the sockets' buffers hold.
         taken = send_until_refused(sock, b"x" * 65536, limit=1024 * MiB)
         assert taken < 64 * MiB
@@ -151,13 +152,26 @@ def test_a_chunked_body_past_the_limit_is_413_and_the_rest_is_never_read(
         assert closed_by_server(sock, within=5)
 
 
-def test_an_answer_sent_before_the_body_was_read_whole_ends_the_connection(server: Server) -> None:
+def test_an_answer_sent_before_a_large_body_was_read_ends_the_connection(server: Server) -> None:
     # No admin token: 401 before the route reads a byte of the body.
     with connect(server) as sock:
-        sock.sendall(b"POST /v2/accounts/acc_x/events HTTP/1.1\r\nHost: t\r\nContent-Length: 500000\r\n\r\n{")
+        sock.sendall(b"POST /v2/accounts/acc_x/events HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
         status, _, body = read_response(sock)
         assert status == 401
+        taken = send_until_refused(sock, b"10000\r\n" + b"x" * 65536 + b"\r\n", limit=500 * MiB)
+        assert taken < 64 * MiB
         assert closed_by_server(sock, within=5)
+
+
+def test_the_small_rest_of_a_body_answered_early_is_dropped_and_the_connection_goes_on(server: Server) -> None:
+    with connect(server) as sock:
+        for _ in range(3):
+            # The body follows the headers in a packet of its own, after the answer (which never reads it).
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n")
+            assert read_response(sock)[0] == 200
+            sock.sendall(b"x" * 5000)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert read_response(sock)[0] == 200
 
 
 def test_keep_alive_still_carries_requests_with_and_without_bodies(server: Server, monitored_account: str) -> None:
