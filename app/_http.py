@@ -209,6 +209,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        # Counted from the chunk this request began in: bytes of a body drained before it are not its headers.
+        self.header_bytes = 0
         self.awaiting_headers = True
 
     def on_headers_complete(self) -> None:
