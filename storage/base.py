@@ -234,6 +234,14 @@ class EventIdConflict(StorageError):
         self.event_id = event_id
 
 
+class UnstorableText(StorageError, ValueError):
+    """A write carried text no backend can store (a NUL or a lone surrogate); nothing was written."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(f"{field}: text with a NUL or a lone surrogate cannot be stored")
+        self.field = field
+
+
 class LogNotifier(Protocol):
     """Called once per commit with the events it made visible, in seq order."""
 

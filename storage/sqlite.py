@@ -25,7 +25,6 @@ import os
 import secrets
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,6 +34,22 @@ import orjson
 
 from storage._append import plan_append
 from storage._bodies import RecentBodies, gapless_seqs
+from storage._clock import now_micros
+from storage._rows import (
+    API_KEY_COLUMNS,
+    ATTEMPT_COLUMNS,
+    INTERVAL_COLUMNS,
+    LEASE_COLUMNS,
+    NO_ATTEMPT_ID,
+    WEBHOOK_COLUMNS,
+    account_from_row,
+    api_key_from_row,
+    prune_cutoff,
+    webhook_changes,
+    webhook_from_row,
+)
+from storage._text import refuse_unstorable, unstorable
+from storage._writer import GroupCommit, Outcome, Pending, announce
 from storage.base import (
     Account,
     AccountExists,
@@ -57,7 +72,7 @@ from storage.base import (
     Webhook,
     WebhookChange,
 )
-from storage.migrations import SQLITE_MIGRATIONS
+from storage.migrations import SQLITE_MIGRATIONS, pending_migrations
 
 T = TypeVar("T")
 Job = Callable[["_Transaction"], T]
@@ -66,9 +81,6 @@ Job = Callable[["_Transaction"], T]
 _MAX_PARAMS = 900
 # Rows per multi-row INSERT: 128 events are 768 parameters, under SQLite's older limit of 999.
 _INSERT_CHUNK = 128
-_WEBHOOK_COLUMNS = (
-    "id, account_id, api_key_id, url, secret, events, compressed_delivery, is_active, status, created_at, updated_at"
-)
 _ACCOUNT_COLUMNS = (
     "a.id, a.api_key_id, a.name, a.connector, a.created_at, "
     "(SELECT count(*) FROM webhooks w WHERE w.account_id = a.id AND w.is_active = 1)"
@@ -102,39 +114,17 @@ _FEED_BODIES = (
 )
 
 
-def now_micros() -> int:
-    return time.time_ns() // 1000
-
-
 @functools.lru_cache(maxsize=4096)
 def _filters(text: str) -> tuple[str, ...]:
     return tuple(orjson.loads(text))
 
 
+def _encode_filters(events: tuple[str, ...]) -> str:
+    return orjson.dumps(events).decode()
+
+
 def _webhook(row: sqlite3.Row | tuple[Any, ...]) -> Webhook:
-    return Webhook(
-        id=row[0],
-        account_id=row[1],
-        api_key_id=row[2],
-        url=row[3],
-        secret=row[4],
-        events=_filters(row[5]),
-        compressed_delivery=bool(row[6]),
-        is_active=bool(row[7]),
-        status=row[8],
-        created_at=row[9],
-        updated_at=row[10],
-    )
-
-
-def _account(row: sqlite3.Row | tuple[Any, ...]) -> Account:
-    return Account(
-        id=row[0], api_key_id=row[1], name=row[2], connector=row[3], created_at=row[4], active_webhooks=row[5]
-    )
-
-
-def _api_key(row: sqlite3.Row | tuple[Any, ...]) -> ApiKey:
-    return ApiKey(id=row[0], name=row[1], prefix=row[2], created_at=row[3], revoked_at=row[4])
+    return webhook_from_row(row, _filters(row[5]))
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
@@ -150,12 +140,6 @@ class _Transaction:
     committed: list[Committed] = field(default_factory=list)
     # The newest seq inside this transaction, read once per batch: the write lock keeps it ours.
     head: int | None = None
-
-
-@dataclass
-class _Pending:
-    job: Job[Any]
-    future: asyncio.Future[Any]
 
 
 class SQLiteStorage:
@@ -174,12 +158,12 @@ class SQLiteStorage:
         self.path = path
         self._matcher = matcher
         self._synchronous = synchronous
-        self._max_batch = max_batch
         self._writer: sqlite3.Connection | None = None
         self._writer_thread: ThreadPoolExecutor | None = None
         self._readers = _ReadPool(path, readers, self._pragmas())
-        self._jobs: asyncio.Queue[_Pending | None] = asyncio.Queue()
-        self._writer_task: asyncio.Task[None] | None = None
+        self._queue: GroupCommit[Job[Any]] = GroupCommit(
+            self._run_batch, self._publish, max_batch=max_batch, name="hookstream-sqlite-writer"
+        )
         self._notifiers: list[LogNotifier] = []
         self._epoch = ""
         self._bodies = RecentBodies(event_cache_bytes)
@@ -197,13 +181,10 @@ class SQLiteStorage:
         rows = await self._readers.query("SELECT value FROM meta WHERE key = 'epoch'")
         self._epoch = rows[0][0]
         self._head_seq = (await self.log_state()).head_seq
-        self._writer_task = asyncio.create_task(self._write_loop(), name="hookstream-sqlite-writer")
+        self._queue.start()
 
     async def close(self) -> None:
-        if self._writer_task is not None:
-            self._jobs.put_nowait(None)
-            await self._writer_task
-            self._writer_task = None
+        await self._queue.stop()
         self._readers.close()
         if self._writer is not None:
             await self._on_writer(self._writer.close)
@@ -245,52 +226,15 @@ class SQLiteStorage:
     # Reads and writes
 
     async def _write(self, job: Job[T]) -> T:
-        if self._writer_task is None:
-            raise RuntimeError("storage is not open")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._jobs.put_nowait(_Pending(job, future))
-        return await future
+        result: T = await self._queue.submit(job)
+        return result
 
-    async def _write_loop(self) -> None:
+    async def _run_batch(self, batch: list[Pending[Job[Any]]]) -> tuple[list[Outcome], list[Committed]]:
         assert self._writer is not None
-        conn = self._writer
-        stopping = False
-        while not stopping:
-            first = await self._jobs.get()
-            if first is None:
-                break
-            batch = [first]
-            while len(batch) < self._max_batch and not self._jobs.empty():
-                item = self._jobs.get_nowait()
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-            # Jobs cancelled while queued are dropped here, on the loop, before the batch starts.
-            live = [pending for pending in batch if not pending.future.cancelled()]
-            if not live:
-                continue
-            try:
-                outcomes, committed = await self._on_writer(functools.partial(_run_batch, conn, live))
-            except Exception as exc:
-                for pending in live:
-                    if not pending.future.done():
-                        pending.future.set_exception(exc)
-                continue
-            if committed:
-                head = self._head_seq = committed[-1].event.seq
-                add = self._bodies.add
-                for done in committed:
-                    add(done.event.seq, done.event.body)
-                for notify in self._notifiers:
-                    notify(committed, head)
-            for pending, (ok, value) in zip(live, outcomes, strict=True):
-                if pending.future.done():
-                    continue
-                if ok:
-                    pending.future.set_result(value)
-                else:
-                    pending.future.set_exception(value)
+        return await self._on_writer(functools.partial(_run_batch, self._writer, batch))
+
+    def _publish(self, committed: list[Committed]) -> None:
+        self._head_seq = announce(committed, self._bodies, self._notifiers)
 
     async def log_state(self) -> LogState:
         rows = await self._readers.query(
@@ -304,6 +248,7 @@ class SQLiteStorage:
     # API keys
 
     async def create_api_key(self, key_id: str, name: str, key_hash: bytes, prefix: str) -> ApiKey:
+        refuse_unstorable("api key", key_id, name, prefix)
         created = now_micros()
 
         def job(txn: _Transaction) -> ApiKey:
@@ -317,34 +262,33 @@ class SQLiteStorage:
 
     async def api_key_by_hash(self, key_hash: bytes) -> ApiKey | None:
         rows = await self._readers.query(
-            "SELECT id, name, prefix, created_at, revoked_at FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
+            f"SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
             (key_hash,),
         )
-        return _api_key(rows[0]) if rows else None
+        return api_key_from_row(rows[0]) if rows else None
 
     async def list_api_keys(self) -> list[ApiKey]:
-        rows = await self._readers.query(
-            "SELECT id, name, prefix, created_at, revoked_at FROM api_keys ORDER BY created_at DESC, id"
-        )
-        return [_api_key(row) for row in rows]
+        rows = await self._readers.query(f"SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at DESC, id")
+        return [api_key_from_row(row) for row in rows]
 
     async def revoke_api_key(self, key_id: str) -> ApiKey | None:
+        if unstorable(key_id):
+            return None
         revoked = now_micros()
 
         def job(txn: _Transaction) -> ApiKey | None:
             txn.conn.execute(
                 "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (revoked, key_id)
             )
-            rows = list(
-                _rows(txn.conn, "SELECT id, name, prefix, created_at, revoked_at FROM api_keys WHERE id = ?", (key_id,))
-            )
-            return _api_key(rows[0]) if rows else None
+            rows = _rows(txn.conn, f"SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,))
+            return api_key_from_row(rows[0]) if rows else None
 
         return await self._write(job)
 
     # Accounts
 
     async def create_account(self, account_id: str, api_key_id: str, name: str | None, connector: str) -> Account:
+        refuse_unstorable("account", account_id, api_key_id, name, connector)
         created = now_micros()
 
         def job(txn: _Transaction) -> Account:
@@ -360,19 +304,26 @@ class SQLiteStorage:
         return await self._write(job)
 
     async def get_account(self, account_id: str) -> Account | None:
+        if unstorable(account_id):
+            return None
         rows = await self._readers.query(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a WHERE a.id = ?", (account_id,))
-        return _account(rows[0]) if rows else None
+        return account_from_row(rows[0]) if rows else None
 
     async def list_accounts(self, api_key_id: str) -> list[Account]:
+        if unstorable(api_key_id):
+            return []
         rows = await self._readers.query(
             f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a WHERE a.api_key_id = ? ORDER BY a.created_at, a.id",
             (api_key_id,),
         )
-        return [_account(row) for row in rows]
+        return [account_from_row(row) for row in rows]
 
     async def delete_account(self, account_id: str) -> list[Webhook]:
+        if unstorable(account_id):
+            return []
+
         def job(txn: _Transaction) -> list[Webhook]:
-            rows = _rows(txn.conn, f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE account_id = ?", (account_id,))
+            rows = _rows(txn.conn, f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE account_id = ?", (account_id,))
             hooks = [_webhook(row) for row in rows]
             txn.conn.executemany("DELETE FROM feed WHERE webhook_id = ?", [(h.id,) for h in hooks])
             _forget_deliveries(txn.conn, [h.id for h in hooks])
@@ -385,19 +336,30 @@ class SQLiteStorage:
     # Webhooks
 
     async def create_webhook(self, webhook: Webhook) -> WebhookChange:
+        refuse_unstorable(
+            "webhook",
+            webhook.id,
+            webhook.account_id,
+            webhook.api_key_id,
+            webhook.url,
+            webhook.secret,
+            webhook.status,
+            *webhook.events,
+        )
+
         def job(txn: _Transaction) -> WebhookChange:
             found = _rows(txn.conn, "SELECT 1 FROM accounts WHERE id = ?", (webhook.account_id,))
             if not list(found):
                 raise UnknownAccount(webhook.account_id)
             txn.conn.execute(
-                f"INSERT INTO webhooks ({_WEBHOOK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     webhook.id,
                     webhook.account_id,
                     webhook.api_key_id,
                     webhook.url,
                     webhook.secret,
-                    orjson.dumps(webhook.events).decode(),
+                    _encode_filters(webhook.events),
                     int(webhook.compressed_delivery),
                     int(webhook.is_active),
                     webhook.status,
@@ -410,11 +372,15 @@ class SQLiteStorage:
         return await self._write(job)
 
     async def get_webhook(self, webhook_id: str) -> Webhook | None:
-        rows = await self._readers.query(f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?", (webhook_id,))
+        if unstorable(webhook_id):
+            return None
+        rows = await self._readers.query(f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?", (webhook_id,))
         return _webhook(rows[0]) if rows else None
 
     async def list_webhooks(self, api_key_id: str, account_id: str | None = None) -> list[Webhook]:
-        sql = f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE api_key_id = ?"
+        if unstorable(api_key_id, account_id):
+            return []
+        sql = f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE api_key_id = ?"
         params: tuple[str, ...] = (api_key_id,)
         if account_id is not None:
             sql += " AND account_id = ?"
@@ -424,7 +390,7 @@ class SQLiteStorage:
 
     async def active_webhooks(self) -> list[Webhook]:
         rows = await self._readers.query(
-            f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE is_active = 1 ORDER BY created_at, id"
+            f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE is_active = 1 ORDER BY created_at, id"
         )
         return [_webhook(row) for row in rows]
 
@@ -439,20 +405,20 @@ class SQLiteStorage:
         status: str | None = None,
         is_active: bool | None = None,
     ) -> WebhookChange | None:
-        changes: dict[str, object] = {}
-        if events is not None:
-            changes["events"] = orjson.dumps(events).decode()
-        if url is not None:
-            changes["url"] = url
-        if compressed_delivery is not None:
-            changes["compressed_delivery"] = int(compressed_delivery)
-        if secret is not None:
-            changes["secret"] = secret
-        if status is not None:
-            changes["status"] = status
-        if is_active is not None:
-            changes["is_active"] = int(is_active)
-        changes["updated_at"] = now_micros()
+        if unstorable(webhook_id):
+            return None
+        refuse_unstorable("webhook", url, secret, status, *(events or ()))
+        changes = webhook_changes(
+            events=events,
+            url=url,
+            compressed_delivery=compressed_delivery,
+            secret=secret,
+            status=status,
+            is_active=is_active,
+            updated_at=now_micros(),
+            encode_events=_encode_filters,
+            encode_bool=int,
+        )
         assignments = ", ".join(f"{column} = ?" for column in changes)
 
         def job(txn: _Transaction) -> WebhookChange | None:
@@ -461,15 +427,18 @@ class SQLiteStorage:
             )
             if cursor.rowcount == 0:
                 return None
-            rows = list(_rows(txn.conn, f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?", (webhook_id,)))
+            rows = list(_rows(txn.conn, f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?", (webhook_id,)))
             hook = _webhook(rows[0])
             return WebhookChange(hook, _active_count(txn.conn, hook.account_id))
 
         return await self._write(job)
 
     async def delete_webhook(self, webhook_id: str) -> WebhookChange | None:
+        if unstorable(webhook_id):
+            return None
+
         def job(txn: _Transaction) -> WebhookChange | None:
-            rows = list(_rows(txn.conn, f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?", (webhook_id,)))
+            rows = list(_rows(txn.conn, f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?", (webhook_id,)))
             if not rows:
                 return None
             hook = _webhook(rows[0])
@@ -490,6 +459,10 @@ class SQLiteStorage:
         only_webhook_id: str | None = None,
         require_monitored: bool = True,
     ) -> AppendResult:
+        # One scan of each joined string, not a call per event.
+        refuse_unstorable(
+            "events", account_id, only_webhook_id, "".join([e.id for e in events]), "".join([e.type for e in events])
+        )
         matcher = self._matcher
         appended_at = now_micros()
 
@@ -543,6 +516,9 @@ class SQLiteStorage:
         return await self._write(job)
 
     async def read_feed(self, webhook_id: str, after_seq: int, limit: int) -> FeedPage:
+        if unstorable(webhook_id):
+            return FeedPage(events=(), has_more=False)
+
         def read(conn: sqlite3.Connection) -> FeedPage:
             rows = conn.execute(
                 "SELECT e.seq, e.id, e.account_id, e.type, e.body FROM feed f JOIN events e ON e.seq = f.seq"
@@ -555,6 +531,8 @@ class SQLiteStorage:
         return await self._readers.run(read)
 
     async def read_feed_joined(self, webhook_id: str, after_seq: int, limit: int) -> JoinedPage:
+        if unstorable(webhook_id):
+            return JoinedPage(b"", 0, None, False, (await self.log_state()).pruned_through)
         bodies = self._bodies
         if bodies.holds_recent(after_seq, self._head_seq):
             page, read_rows = await self._readers.run(
@@ -582,14 +560,8 @@ class SQLiteStorage:
 
         def job(txn: _Transaction) -> int:
             conn = txn.conn
-            rows = list(_rows(conn, "SELECT seq, appended_at FROM events ORDER BY seq LIMIT ?", (batch_size,)))
-            through = 0
-            count = 0
-            for seq, appended_at in rows:
-                if appended_at >= older_than:
-                    break
-                through = seq
-                count += 1
+            rows = _rows(conn, "SELECT seq, appended_at FROM events ORDER BY seq LIMIT ?", (batch_size,))
+            through, count = prune_cutoff(rows, older_than)
             if count == 0:
                 return 0
             hooks = _rows(conn, "SELECT id FROM webhooks")
@@ -605,12 +577,16 @@ class SQLiteStorage:
     # Custom-mode delivery
 
     async def delivery_state(self, webhook_id: str) -> DeliveryState:
+        if unstorable(webhook_id):
+            return DeliveryState(0, None)
         rows = await self._readers.query(
             "SELECT cursor_seq, failing_since FROM delivery_state WHERE webhook_id = ?", (webhook_id,)
         )
         return DeliveryState(rows[0][0], rows[0][1]) if rows else DeliveryState(0, None)
 
     async def due_deliveries(self, webhook_id: str, now: int, limit: int) -> list[PendingDelivery]:
+        if unstorable(webhook_id):
+            return []
         rows = await self._readers.query(
             "SELECT e.seq, e.id, e.account_id, e.type, e.body, d.attempts, d.next_attempt_at"
             " FROM deliveries d JOIN events e ON e.seq = d.seq"
@@ -620,6 +596,8 @@ class SQLiteStorage:
         return [PendingDelivery(StoredEvent(*row[:5]), row[5], row[6]) for row in rows]
 
     async def next_delivery_due(self, webhook_id: str) -> int | None:
+        if unstorable(webhook_id):
+            return None
         rows = await self._readers.query(
             "SELECT min(next_attempt_at) FROM deliveries WHERE webhook_id = ?", (webhook_id,)
         )
@@ -628,11 +606,12 @@ class SQLiteStorage:
     async def record_attempt(
         self, attempt: DeliveryAttempt, *, from_cursor: int | None, next_attempt_at: int | None = None
     ) -> bool:
+        refuse_unstorable("attempt", attempt.webhook_id, attempt.event_id, attempt.outcome, attempt.error)
+
         def job(txn: _Transaction) -> bool:
             conn = txn.conn
             conn.execute(
-                "INSERT INTO delivery_attempts (webhook_id, seq, event_id, attempt, outcome, status_code,"
-                " latency_ms, error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO delivery_attempts ({ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     attempt.webhook_id,
                     attempt.seq,
@@ -673,14 +652,18 @@ class SQLiteStorage:
         return await self._write(job)
 
     async def list_attempts(self, webhook_id: str, before_id: int | None, limit: int) -> list[DeliveryAttempt]:
+        if unstorable(webhook_id):
+            return []
         rows = await self._readers.query(
-            "SELECT webhook_id, seq, event_id, attempt, outcome, status_code, latency_ms, error, created_at, id"
-            " FROM delivery_attempts WHERE webhook_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
-            (webhook_id, before_id if before_id is not None else 2**63 - 1, limit),
+            f"SELECT {ATTEMPT_COLUMNS}, id FROM delivery_attempts"
+            " WHERE webhook_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+            (webhook_id, before_id if before_id is not None else NO_ATTEMPT_ID, limit),
         )
         return [DeliveryAttempt(*row) for row in rows]
 
     async def attempt_counts(self, webhook_id: str, since: int) -> tuple[int, int]:
+        if unstorable(webhook_id):
+            return 0, 0
         rows = await self._readers.query(
             "SELECT count(*), coalesce(sum(outcome != 'delivered'), 0) FROM delivery_attempts"
             " WHERE webhook_id = ? AND created_at >= ?",
@@ -689,6 +672,8 @@ class SQLiteStorage:
         return int(rows[0][0]), int(rows[0][1])
 
     async def set_failing_since(self, webhook_id: str, failing_since: int | None) -> None:
+        refuse_unstorable("webhook_id", webhook_id)
+
         def job(txn: _Transaction) -> None:
             txn.conn.execute("INSERT OR IGNORE INTO delivery_state (webhook_id) VALUES (?)", (webhook_id,))
             txn.conn.execute(
@@ -698,6 +683,8 @@ class SQLiteStorage:
         await self._write(job)
 
     async def recover_deliveries(self, webhook_id: str, after_seq: int) -> None:
+        refuse_unstorable("webhook_id", webhook_id)
+
         def job(txn: _Transaction) -> None:
             conn = txn.conn
             conn.execute("INSERT OR IGNORE INTO delivery_state (webhook_id) VALUES (?)", (webhook_id,))
@@ -715,6 +702,8 @@ class SQLiteStorage:
     async def start_monitor(
         self, account_id: str, api_key_id: str, owner: str, at: int, lease_now: int, lease_until: int
     ) -> bool:
+        refuse_unstorable("monitor", account_id, api_key_id, owner)
+
         def job(txn: _Transaction) -> bool:
             conn = txn.conn
             rows = _rows(conn, "SELECT owner, expires_at FROM monitor_leases WHERE account_id = ?", (account_id,))
@@ -748,6 +737,9 @@ class SQLiteStorage:
         return await self._write(job)
 
     async def checkpoint_monitors(self, owner: str, at: int, lease_until: int) -> set[str]:
+        if unstorable(owner):
+            return set()
+
         def job(txn: _Transaction) -> set[str]:
             conn = txn.conn
             conn.execute("UPDATE monitor_leases SET expires_at = ? WHERE owner = ?", (lease_until, owner))
@@ -762,6 +754,9 @@ class SQLiteStorage:
         return await self._write(job)
 
     async def stop_monitor(self, account_id: str, owner: str, at: int) -> None:
+        if unstorable(account_id, owner):
+            return
+
         def job(txn: _Transaction) -> None:
             conn = txn.conn
             conn.execute(
@@ -774,6 +769,10 @@ class SQLiteStorage:
         await self._write(job)
 
     async def set_monitor_status(self, account_id: str, owner: str, status: str, reason: str | None) -> None:
+        if unstorable(account_id, owner):
+            return
+        refuse_unstorable("monitor status", status, reason)
+
         def job(txn: _Transaction) -> None:
             txn.conn.execute(
                 "UPDATE monitor_leases SET status = ?, reason = ? WHERE account_id = ? AND owner = ?",
@@ -783,8 +782,10 @@ class SQLiteStorage:
         await self._write(job)
 
     async def monitor_lease(self, account_id: str) -> MonitorLease | None:
+        if unstorable(account_id):
+            return None
         rows = await self._readers.query(
-            "SELECT account_id, owner, expires_at, status, reason FROM monitor_leases WHERE account_id = ?",
+            f"SELECT {LEASE_COLUMNS} FROM monitor_leases WHERE account_id = ?",
             (account_id,),
         )
         return MonitorLease(*rows[0]) if rows else None
@@ -804,9 +805,10 @@ class SQLiteStorage:
         return await self._write(job)
 
     async def monitor_intervals(self, account_id: str, api_key_id: str) -> list[MonitorInterval]:
+        if unstorable(account_id, api_key_id):
+            return []
         rows = await self._readers.query(
-            "SELECT started_at, checkpoint_at, stopped_at FROM monitor_intervals"
-            " WHERE account_id = ? AND api_key_id = ? ORDER BY id",
+            f"SELECT {INTERVAL_COLUMNS} FROM monitor_intervals WHERE account_id = ? AND api_key_id = ? ORDER BY id",
             (account_id, api_key_id),
         )
         return [MonitorInterval(*row) for row in rows]
@@ -845,10 +847,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
     try:
         conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER)")
         applied = {row[0] for row in _rows(conn, "SELECT version FROM schema_migrations")}
-        # In version order, whatever order they were appended in; a missing number is no error.
-        for version, script in sorted(SQLITE_MIGRATIONS):
-            if version in applied:
-                continue
+        for version, script in pending_migrations(SQLITE_MIGRATIONS, applied):
             for statement in script.split(";\n"):
                 if statement.strip():
                     conn.execute(statement)
@@ -861,14 +860,14 @@ def _migrate(conn: sqlite3.Connection) -> None:
         raise
 
 
-def _run_batch(conn: sqlite3.Connection, batch: list[_Pending]) -> tuple[list[tuple[bool, Any]], list[Committed]]:
+def _run_batch(conn: sqlite3.Connection, batch: list[Pending[Job[Any]]]) -> tuple[list[Outcome], list[Committed]]:
     """Run queued jobs in one transaction, on the writer's thread: one hop and one fsync for all of them.
 
     Each job gets a savepoint, so one job's error undoes only that job; its outcome is its
     result or its exception. A lone job needs no savepoint: its failure is the transaction's.
     """
     txn = _Transaction(conn)
-    outcomes: list[tuple[bool, Any]] = []
+    outcomes: list[Outcome] = []
     savepoints = len(batch) > 1
     try:
         conn.execute("BEGIN IMMEDIATE")
