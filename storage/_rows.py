@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from storage.base import Account, ApiKey, Webhook
+from storage.base import Account, ApiKey, DeliveryAttempt, Webhook
 
 
 class Row(Protocol):
@@ -57,6 +57,40 @@ def account_from_row(row: Row) -> Account:
 def api_key_from_row(row: Row) -> ApiKey:
     """An API key from a row of `API_KEY_COLUMNS`."""
     return ApiKey(id=row[0], name=row[1], prefix=row[2], created_at=row[3], revoked_at=row[4])
+
+
+def webhook_values(
+    webhook: Webhook, encode_events: Callable[[tuple[str, ...]], object], encode_bool: Callable[[bool], object]
+) -> tuple[object, ...]:
+    """A webhook's values in the order of `WEBHOOK_COLUMNS`, encoded as the backend stores them."""
+    return (
+        webhook.id,
+        webhook.account_id,
+        webhook.api_key_id,
+        webhook.url,
+        webhook.secret,
+        encode_events(webhook.events),
+        encode_bool(webhook.compressed_delivery),
+        encode_bool(webhook.is_active),
+        webhook.status,
+        webhook.created_at,
+        webhook.updated_at,
+    )
+
+
+def attempt_values(attempt: DeliveryAttempt) -> tuple[object, ...]:
+    """An attempt's values in the order of `ATTEMPT_COLUMNS` (its id is the database's)."""
+    return (
+        attempt.webhook_id,
+        attempt.seq,
+        attempt.event_id,
+        attempt.attempt,
+        attempt.outcome,
+        attempt.status_code,
+        attempt.latency_ms,
+        attempt.error,
+        attempt.created_at,
+    )
 
 
 def webhook_changes(

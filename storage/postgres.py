@@ -34,7 +34,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from storage._append import plan_append
+from storage._backend import AppendPlan, Backend
 from storage._bodies import RecentBodies, gapless_seqs
 from storage._clock import now_micros
 from storage._rows import (
@@ -46,11 +46,12 @@ from storage._rows import (
     WEBHOOK_COLUMNS,
     account_from_row,
     api_key_from_row,
+    attempt_values,
     prune_cutoff,
-    webhook_changes,
     webhook_from_row,
+    webhook_values,
 )
-from storage._text import refuse_unstorable, unstorable
+from storage._text import unstorable
 from storage._writer import GroupCommit, Outcome, Pending, announce
 from storage.base import (
     Account,
@@ -63,7 +64,6 @@ from storage.base import (
     FeedMatcher,
     FeedPage,
     JoinedPage,
-    LogNotifier,
     LogState,
     MonitorInterval,
     MonitorLease,
@@ -127,7 +127,7 @@ _RECENT_PAGE = (
 )
 
 
-class PostgresStorage:
+class PostgresStorage(Backend):
     """A backend that any number of processes share through one PostgreSQL database (or schema)."""
 
     def __init__(
@@ -141,6 +141,7 @@ class PostgresStorage:
         probe_interval: float = 10.0,
         event_cache_bytes: int = 64 << 20,
     ) -> None:
+        super().__init__()
         self.url, url_schema = split_schema(url)
         self.schema = schema or url_schema
         if self.schema is not None and not _SCHEMA_NAME.fullmatch(self.schema):
@@ -155,13 +156,20 @@ class PostgresStorage:
             self._run_batch, self._committed_here, max_batch=max_batch, name="hookstream-postgres-writer"
         )
         self._tasks: list[asyncio.Task[None]] = []
-        self._notifiers: list[LogNotifier] = []
         self._epoch = ""
         # Every commit this process publishes, its own or read from another's, lands here too.
         self._bodies = RecentBodies(event_cache_bytes)
         # Every seq up to here has been handed to the notifiers of this process.
         self._published_seq = 0
         self._behind = asyncio.Event()
+
+    @staticmethod
+    def _encode_filters(events: tuple[str, ...]) -> list[str]:
+        return list(events)
+
+    @staticmethod
+    def _encode_bool(value: bool) -> bool:
+        return value
 
     # Lifecycle
 
@@ -225,17 +233,11 @@ class PostgresStorage:
             )
             await conn.execute("INSERT INTO log_head (id, seq) VALUES (true, 0) ON CONFLICT DO NOTHING")
 
-    def subscribe(self, notifier: LogNotifier) -> None:
-        self._notifiers.append(notifier)
-
     @property
     def pool(self) -> asyncpg.Pool:
         if self._pool is None:
             raise RuntimeError("storage is not open")
         return self._pool
-
-    async def ping(self) -> None:
-        await self.pool.fetchval("SELECT 1")
 
     # Writes
 
@@ -383,6 +385,9 @@ class PostgresStorage:
 
     # Reads
 
+    async def ping(self) -> None:
+        await self.pool.fetchval("SELECT 1")
+
     async def log_state(self) -> LogState:
         row = await self.pool.fetchrow(
             "SELECT (SELECT seq FROM log_head), (SELECT value FROM meta WHERE key = 'pruned_through')"
@@ -392,9 +397,7 @@ class PostgresStorage:
 
     # API keys
 
-    async def create_api_key(self, key_id: str, name: str, key_hash: bytes, prefix: str) -> ApiKey:
-        refuse_unstorable("api key", key_id, name, prefix)
-        created = now_micros()
+    async def _create_api_key(self, key_id: str, name: str, key_hash: bytes, prefix: str, created: int) -> ApiKey:
         await self.pool.execute(
             "INSERT INTO api_keys (id, name, key_hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5)",
             key_id,
@@ -416,21 +419,19 @@ class PostgresStorage:
         rows = await self.pool.fetch(f"SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at DESC, id")
         return [api_key_from_row(row) for row in rows]
 
-    async def revoke_api_key(self, key_id: str) -> ApiKey | None:
-        if unstorable(key_id):
-            return None
+    async def _revoke_api_key(self, key_id: str, revoked: int) -> ApiKey | None:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
-                "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL", now_micros(), key_id
+                "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL", revoked, key_id
             )
             row = await conn.fetchrow(f"SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = $1", key_id)
         return api_key_from_row(row) if row is not None else None
 
     # Accounts
 
-    async def create_account(self, account_id: str, api_key_id: str, name: str | None, connector: str) -> Account:
-        refuse_unstorable("account", account_id, api_key_id, name, connector)
-        created = now_micros()
+    async def _create_account(
+        self, account_id: str, api_key_id: str, name: str | None, connector: str, created: int
+    ) -> Account:
         try:
             await self.pool.execute(
                 "INSERT INTO accounts (id, api_key_id, name, connector, created_at) VALUES ($1, $2, $3, $4, $5)",
@@ -444,24 +445,18 @@ class PostgresStorage:
             raise AccountExists(account_id) from None
         return Account(account_id, api_key_id, name, connector, created, 0)
 
-    async def get_account(self, account_id: str) -> Account | None:
-        if unstorable(account_id):
-            return None
+    async def _get_account(self, account_id: str) -> Account | None:
         row = await self.pool.fetchrow(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a WHERE a.id = $1", account_id)
         return account_from_row(row) if row is not None else None
 
-    async def list_accounts(self, api_key_id: str) -> list[Account]:
-        if unstorable(api_key_id):
-            return []
+    async def _list_accounts(self, api_key_id: str) -> list[Account]:
         rows = await self.pool.fetch(
             f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a WHERE a.api_key_id = $1 ORDER BY a.created_at, a.id",
             api_key_id,
         )
         return [account_from_row(row) for row in rows]
 
-    async def delete_account(self, account_id: str) -> list[Webhook]:
-        if unstorable(account_id):
-            return []
+    async def _delete_account(self, account_id: str) -> list[Webhook]:
         async with self.pool.acquire() as conn, conn.transaction():
             # The account row first: it waits for a webhook being created, which the next statement then sees.
             await conn.execute("DELETE FROM accounts WHERE id = $1", account_id)
@@ -475,46 +470,22 @@ class PostgresStorage:
 
     # Webhooks
 
-    async def create_webhook(self, webhook: Webhook) -> WebhookChange:
-        refuse_unstorable(
-            "webhook",
-            webhook.id,
-            webhook.account_id,
-            webhook.api_key_id,
-            webhook.url,
-            webhook.secret,
-            webhook.status,
-            *webhook.events,
-        )
+    async def _create_webhook(self, webhook: Webhook) -> WebhookChange:
         async with self.pool.acquire() as conn, conn.transaction():
             # FOR SHARE: the account cannot be deleted under the new webhook.
             if await conn.fetchval("SELECT 1 FROM accounts WHERE id = $1 FOR SHARE", webhook.account_id) is None:
                 raise UnknownAccount(webhook.account_id)
             await conn.execute(
                 f"INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                webhook.id,
-                webhook.account_id,
-                webhook.api_key_id,
-                webhook.url,
-                webhook.secret,
-                list(webhook.events),
-                webhook.compressed_delivery,
-                webhook.is_active,
-                webhook.status,
-                webhook.created_at,
-                webhook.updated_at,
+                *webhook_values(webhook, self._encode_filters, self._encode_bool),
             )
             return WebhookChange(webhook, await _active_count(conn, webhook.account_id))
 
-    async def get_webhook(self, webhook_id: str) -> Webhook | None:
-        if unstorable(webhook_id):
-            return None
+    async def _get_webhook(self, webhook_id: str) -> Webhook | None:
         row = await self.pool.fetchrow(f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1", webhook_id)
         return _webhook(row) if row is not None else None
 
-    async def list_webhooks(self, api_key_id: str, account_id: str | None = None) -> list[Webhook]:
-        if unstorable(api_key_id, account_id):
-            return []
+    async def _list_webhooks(self, api_key_id: str, account_id: str | None) -> list[Webhook]:
         if account_id is None:
             rows = await self.pool.fetch(
                 f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE api_key_id = $1 ORDER BY created_at, id", api_key_id
@@ -532,31 +503,7 @@ class PostgresStorage:
         rows = await self.pool.fetch(f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE is_active ORDER BY created_at, id")
         return [_webhook(row) for row in rows]
 
-    async def update_webhook(
-        self,
-        webhook_id: str,
-        *,
-        events: tuple[str, ...] | None = None,
-        url: str | None = None,
-        compressed_delivery: bool | None = None,
-        secret: str | None = None,
-        status: str | None = None,
-        is_active: bool | None = None,
-    ) -> WebhookChange | None:
-        if unstorable(webhook_id):
-            return None
-        refuse_unstorable("webhook", url, secret, status, *(events or ()))
-        changes = webhook_changes(
-            events=events,
-            url=url,
-            compressed_delivery=compressed_delivery,
-            secret=secret,
-            status=status,
-            is_active=is_active,
-            updated_at=now_micros(),
-            encode_events=list,
-            encode_bool=bool,
-        )
+    async def _update_webhook(self, webhook_id: str, changes: dict[str, object]) -> WebhookChange | None:
         assignments = ", ".join(f"{column} = ${number}" for number, column in enumerate(changes, start=2))
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
@@ -569,9 +516,7 @@ class PostgresStorage:
             hook = _webhook(row)
             return WebhookChange(hook, await _active_count(conn, hook.account_id))
 
-    async def delete_webhook(self, webhook_id: str) -> WebhookChange | None:
-        if unstorable(webhook_id):
-            return None
+    async def _delete_webhook(self, webhook_id: str) -> WebhookChange | None:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(f"DELETE FROM webhooks WHERE id = $1 RETURNING {WEBHOOK_COLUMNS}", webhook_id)
             if row is None:
@@ -583,21 +528,9 @@ class PostgresStorage:
 
     # The log
 
-    async def append(
-        self,
-        account_id: str,
-        events: Sequence[NewEvent],
-        *,
-        only_webhook_id: str | None = None,
-        require_monitored: bool = True,
+    async def _append(
+        self, account_id: str, events: Sequence[NewEvent], appended_at: int, plan: AppendPlan
     ) -> AppendResult:
-        # One scan of each joined string, not a call per event.
-        refuse_unstorable(
-            "events", account_id, only_webhook_id, "".join([e.id for e in events]), "".join([e.type for e in events])
-        )
-        matcher = self._matcher
-        appended_at = now_micros()
-
         async def job(txn: _Batch) -> AppendResult:
             conn = txn.conn
             # No row locks: a webhook deleted while this runs may keep orphan feed rows, which nobody
@@ -615,16 +548,7 @@ class PostgresStorage:
             if given:
                 rows = await conn.fetch("SELECT id, seq, account_id FROM events WHERE id = ANY($1::text[])", given)
                 existing = {row[0]: (row[1], row[2]) for row in rows}
-            result = plan_append(
-                account_id,
-                events,
-                head=txn.head,
-                existing=existing,
-                hooks=hooks,
-                matcher=matcher,
-                only_webhook_id=only_webhook_id,
-                require_monitored=require_monitored,
-            )
+            result = plan(head=txn.head, existing=existing, hooks=hooks)
             new = [c.event for c in result.committed]
             if new:
                 await conn.execute(
@@ -651,9 +575,7 @@ class PostgresStorage:
 
         return await self._write(job)
 
-    async def read_feed(self, webhook_id: str, after_seq: int, limit: int) -> FeedPage:
-        if unstorable(webhook_id):
-            return FeedPage(events=(), has_more=False)
+    async def _read_feed(self, webhook_id: str, after_seq: int, limit: int) -> FeedPage:
         rows = await self.pool.fetch(
             "SELECT e.seq, e.id, e.account_id, e.type, e.body FROM feed f JOIN events e ON e.seq = f.seq"
             " WHERE f.webhook_id = $1 AND f.seq > $2 ORDER BY f.seq LIMIT $3",
@@ -665,7 +587,7 @@ class PostgresStorage:
         return FeedPage(events=events, has_more=len(rows) > limit)
 
     async def read_feed_joined(self, webhook_id: str, after_seq: int, limit: int) -> JoinedPage:
-        if unstorable(webhook_id):
+        if unstorable(webhook_id):  # the guard of `Backend`, here to spare polling a coroutine
             return JoinedPage(b"", 0, None, False, (await self.log_state()).pruned_through)
         bodies = self._bodies
         recent = bodies.holds_recent(after_seq, self._published_seq)
@@ -726,17 +648,13 @@ class PostgresStorage:
 
     # Custom-mode delivery
 
-    async def delivery_state(self, webhook_id: str) -> DeliveryState:
-        if unstorable(webhook_id):
-            return DeliveryState(0, None)
+    async def _delivery_state(self, webhook_id: str) -> DeliveryState:
         row = await self.pool.fetchrow(
             "SELECT cursor_seq, failing_since FROM delivery_state WHERE webhook_id = $1", webhook_id
         )
         return DeliveryState(row[0], row[1]) if row is not None else DeliveryState(0, None)
 
-    async def due_deliveries(self, webhook_id: str, now: int, limit: int) -> list[PendingDelivery]:
-        if unstorable(webhook_id):
-            return []
+    async def _due_deliveries(self, webhook_id: str, now: int, limit: int) -> list[PendingDelivery]:
         rows = await self.pool.fetch(
             "SELECT e.seq, e.id, e.account_id, e.type, e.body, d.attempts, d.next_attempt_at"
             " FROM deliveries d JOIN events e ON e.seq = d.seq"
@@ -747,31 +665,20 @@ class PostgresStorage:
         )
         return [PendingDelivery(StoredEvent(*row[:5]), row[5], row[6]) for row in rows]
 
-    async def next_delivery_due(self, webhook_id: str) -> int | None:
-        if unstorable(webhook_id):
-            return None
+    async def _next_delivery_due(self, webhook_id: str) -> int | None:
         due: int | None = await self.pool.fetchval(
             "SELECT min(next_attempt_at) FROM deliveries WHERE webhook_id = $1", webhook_id
         )
         return due
 
-    async def record_attempt(
-        self, attempt: DeliveryAttempt, *, from_cursor: int | None, next_attempt_at: int | None = None
+    async def _record_attempt(
+        self, attempt: DeliveryAttempt, from_cursor: int | None, next_attempt_at: int | None
     ) -> bool:
-        refuse_unstorable("attempt", attempt.webhook_id, attempt.event_id, attempt.outcome, attempt.error)
         key = (attempt.webhook_id, attempt.seq)
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 f"INSERT INTO delivery_attempts ({ATTEMPT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                attempt.webhook_id,
-                attempt.seq,
-                attempt.event_id,
-                attempt.attempt,
-                attempt.outcome,
-                attempt.status_code,
-                attempt.latency_ms,
-                attempt.error,
-                attempt.created_at,
+                *attempt_values(attempt),
             )
             if from_cursor is None:
                 if attempt.outcome == "retrying":
@@ -807,9 +714,7 @@ class PostgresStorage:
                 )
             return True
 
-    async def list_attempts(self, webhook_id: str, before_id: int | None, limit: int) -> list[DeliveryAttempt]:
-        if unstorable(webhook_id):
-            return []
+    async def _list_attempts(self, webhook_id: str, before_id: int | None, limit: int) -> list[DeliveryAttempt]:
         rows = await self.pool.fetch(
             f"SELECT {ATTEMPT_COLUMNS}, id FROM delivery_attempts"
             " WHERE webhook_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
@@ -819,9 +724,7 @@ class PostgresStorage:
         )
         return [DeliveryAttempt(*row) for row in rows]
 
-    async def attempt_counts(self, webhook_id: str, since: int) -> tuple[int, int]:
-        if unstorable(webhook_id):
-            return 0, 0
+    async def _attempt_counts(self, webhook_id: str, since: int) -> tuple[int, int]:
         row = await self.pool.fetchrow(
             "SELECT count(*), count(*) FILTER (WHERE outcome <> 'delivered') FROM delivery_attempts"
             " WHERE webhook_id = $1 AND created_at >= $2",
@@ -831,8 +734,7 @@ class PostgresStorage:
         assert row is not None
         return int(row[0]), int(row[1])
 
-    async def set_failing_since(self, webhook_id: str, failing_since: int | None) -> None:
-        refuse_unstorable("webhook_id", webhook_id)
+    async def _set_failing_since(self, webhook_id: str, failing_since: int | None) -> None:
         await self.pool.execute(
             "INSERT INTO delivery_state (webhook_id, failing_since) VALUES ($1, $2)"
             " ON CONFLICT (webhook_id) DO UPDATE SET failing_since = excluded.failing_since",
@@ -840,8 +742,7 @@ class PostgresStorage:
             failing_since,
         )
 
-    async def recover_deliveries(self, webhook_id: str, after_seq: int) -> None:
-        refuse_unstorable("webhook_id", webhook_id)
+    async def _recover_deliveries(self, webhook_id: str, after_seq: int) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO delivery_state (webhook_id, cursor_seq) VALUES ($1, $2)"
@@ -855,10 +756,9 @@ class PostgresStorage:
     # Monitors and metering. SQLite serializes these through its one writer; here row locks do:
     # the lease row is taken with a conditional upsert, which re-checks its condition under the lock.
 
-    async def start_monitor(
+    async def _start_monitor(
         self, account_id: str, api_key_id: str, owner: str, at: int, lease_now: int, lease_until: int
     ) -> bool:
-        refuse_unstorable("monitor", account_id, api_key_id, owner)
         async with self.pool.acquire() as conn, conn.transaction():
             taken = await conn.fetchval(
                 "INSERT INTO monitor_leases AS l (account_id, owner, expires_at, status, reason)"
@@ -890,9 +790,7 @@ class PostgresStorage:
             )
             return True
 
-    async def checkpoint_monitors(self, owner: str, at: int, lease_until: int) -> set[str]:
-        if unstorable(owner):
-            return set()
+    async def _checkpoint_monitors(self, owner: str, at: int, lease_until: int) -> set[str]:
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 "UPDATE monitor_leases SET expires_at = $1 WHERE owner = $2 RETURNING account_id", lease_until, owner
@@ -905,9 +803,7 @@ class PostgresStorage:
             )
         return {row[0] for row in rows}
 
-    async def stop_monitor(self, account_id: str, owner: str, at: int) -> None:
-        if unstorable(account_id, owner):
-            return
+    async def _stop_monitor(self, account_id: str, owner: str, at: int) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "UPDATE monitor_intervals SET stopped_at = greatest(checkpoint_at, $1),"
@@ -919,10 +815,7 @@ class PostgresStorage:
             )
             await conn.execute("DELETE FROM monitor_leases WHERE account_id = $1 AND owner = $2", account_id, owner)
 
-    async def set_monitor_status(self, account_id: str, owner: str, status: str, reason: str | None) -> None:
-        if unstorable(account_id, owner):
-            return
-        refuse_unstorable("monitor status", status, reason)
+    async def _set_monitor_status(self, account_id: str, owner: str, status: str, reason: str | None) -> None:
         await self.pool.execute(
             "UPDATE monitor_leases SET status = $1, reason = $2 WHERE account_id = $3 AND owner = $4",
             status,
@@ -931,9 +824,7 @@ class PostgresStorage:
             owner,
         )
 
-    async def monitor_lease(self, account_id: str) -> MonitorLease | None:
-        if unstorable(account_id):
-            return None
+    async def _monitor_lease(self, account_id: str) -> MonitorLease | None:
         row = await self.pool.fetchrow(
             f"SELECT {LEASE_COLUMNS} FROM monitor_leases WHERE account_id = $1",
             account_id,
@@ -951,9 +842,7 @@ class PostgresStorage:
             await conn.execute("DELETE FROM monitor_leases WHERE expires_at <= $1", lease_now)
         return len(closed)
 
-    async def monitor_intervals(self, account_id: str, api_key_id: str) -> list[MonitorInterval]:
-        if unstorable(account_id, api_key_id):
-            return []
+    async def _monitor_intervals(self, account_id: str, api_key_id: str) -> list[MonitorInterval]:
         rows = await self.pool.fetch(
             f"SELECT {INTERVAL_COLUMNS} FROM monitor_intervals WHERE account_id = $1 AND api_key_id = $2 ORDER BY id",
             account_id,

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from storage._append import plan_append
+from storage._backend import AppendPlan, Backend
 from storage._bodies import RecentBodies, gapless_seqs
 from storage._clock import now_micros
 from storage._rows import (
@@ -44,11 +44,12 @@ from storage._rows import (
     WEBHOOK_COLUMNS,
     account_from_row,
     api_key_from_row,
+    attempt_values,
     prune_cutoff,
-    webhook_changes,
     webhook_from_row,
+    webhook_values,
 )
-from storage._text import refuse_unstorable, unstorable
+from storage._text import unstorable
 from storage._writer import GroupCommit, Outcome, Pending, announce
 from storage.base import (
     Account,
@@ -61,7 +62,6 @@ from storage.base import (
     FeedMatcher,
     FeedPage,
     JoinedPage,
-    LogNotifier,
     LogState,
     MonitorInterval,
     MonitorLease,
@@ -119,10 +119,6 @@ def _filters(text: str) -> tuple[str, ...]:
     return tuple(orjson.loads(text))
 
 
-def _encode_filters(events: tuple[str, ...]) -> str:
-    return orjson.dumps(events).decode()
-
-
 def _webhook(row: sqlite3.Row | tuple[Any, ...]) -> Webhook:
     return webhook_from_row(row, _filters(row[5]))
 
@@ -142,7 +138,7 @@ class _Transaction:
     head: int | None = None
 
 
-class SQLiteStorage:
+class SQLiteStorage(Backend):
     """The default backend: a single SQLite file in WAL mode."""
 
     def __init__(
@@ -155,6 +151,7 @@ class SQLiteStorage:
         max_batch: int = 256,
         event_cache_bytes: int = 64 << 20,
     ) -> None:
+        super().__init__()
         self.path = path
         self._matcher = matcher
         self._synchronous = synchronous
@@ -164,11 +161,18 @@ class SQLiteStorage:
         self._queue: GroupCommit[Job[Any]] = GroupCommit(
             self._run_batch, self._publish, max_batch=max_batch, name="hookstream-sqlite-writer"
         )
-        self._notifiers: list[LogNotifier] = []
         self._epoch = ""
         self._bodies = RecentBodies(event_cache_bytes)
         # The newest seq this process knows committed: what "near the head" is measured from.
         self._head_seq = 0
+
+    @staticmethod
+    def _encode_filters(events: tuple[str, ...]) -> str:
+        return orjson.dumps(events).decode()
+
+    @staticmethod
+    def _encode_bool(value: bool) -> int:
+        return int(value)
 
     # Lifecycle
 
@@ -217,12 +221,6 @@ class SQLiteStorage:
         _migrate(conn)
         return conn
 
-    def subscribe(self, notifier: LogNotifier) -> None:
-        self._notifiers.append(notifier)
-
-    async def ping(self) -> None:
-        await self._readers.query("SELECT 1")
-
     # Reads and writes
 
     async def _write(self, job: Job[T]) -> T:
@@ -236,6 +234,9 @@ class SQLiteStorage:
     def _publish(self, committed: list[Committed]) -> None:
         self._head_seq = announce(committed, self._bodies, self._notifiers)
 
+    async def ping(self) -> None:
+        await self._readers.query("SELECT 1")
+
     async def log_state(self) -> LogState:
         rows = await self._readers.query(
             "SELECT (SELECT seq FROM sqlite_sequence WHERE name = 'events'),"
@@ -247,9 +248,7 @@ class SQLiteStorage:
 
     # API keys
 
-    async def create_api_key(self, key_id: str, name: str, key_hash: bytes, prefix: str) -> ApiKey:
-        refuse_unstorable("api key", key_id, name, prefix)
-        created = now_micros()
+    async def _create_api_key(self, key_id: str, name: str, key_hash: bytes, prefix: str, created: int) -> ApiKey:
 
         def job(txn: _Transaction) -> ApiKey:
             txn.conn.execute(
@@ -271,10 +270,7 @@ class SQLiteStorage:
         rows = await self._readers.query(f"SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at DESC, id")
         return [api_key_from_row(row) for row in rows]
 
-    async def revoke_api_key(self, key_id: str) -> ApiKey | None:
-        if unstorable(key_id):
-            return None
-        revoked = now_micros()
+    async def _revoke_api_key(self, key_id: str, revoked: int) -> ApiKey | None:
 
         def job(txn: _Transaction) -> ApiKey | None:
             txn.conn.execute(
@@ -287,9 +283,9 @@ class SQLiteStorage:
 
     # Accounts
 
-    async def create_account(self, account_id: str, api_key_id: str, name: str | None, connector: str) -> Account:
-        refuse_unstorable("account", account_id, api_key_id, name, connector)
-        created = now_micros()
+    async def _create_account(
+        self, account_id: str, api_key_id: str, name: str | None, connector: str, created: int
+    ) -> Account:
 
         def job(txn: _Transaction) -> Account:
             try:
@@ -303,24 +299,18 @@ class SQLiteStorage:
 
         return await self._write(job)
 
-    async def get_account(self, account_id: str) -> Account | None:
-        if unstorable(account_id):
-            return None
+    async def _get_account(self, account_id: str) -> Account | None:
         rows = await self._readers.query(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a WHERE a.id = ?", (account_id,))
         return account_from_row(rows[0]) if rows else None
 
-    async def list_accounts(self, api_key_id: str) -> list[Account]:
-        if unstorable(api_key_id):
-            return []
+    async def _list_accounts(self, api_key_id: str) -> list[Account]:
         rows = await self._readers.query(
             f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a WHERE a.api_key_id = ? ORDER BY a.created_at, a.id",
             (api_key_id,),
         )
         return [account_from_row(row) for row in rows]
 
-    async def delete_account(self, account_id: str) -> list[Webhook]:
-        if unstorable(account_id):
-            return []
+    async def _delete_account(self, account_id: str) -> list[Webhook]:
 
         def job(txn: _Transaction) -> list[Webhook]:
             rows = _rows(txn.conn, f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE account_id = ?", (account_id,))
@@ -335,17 +325,7 @@ class SQLiteStorage:
 
     # Webhooks
 
-    async def create_webhook(self, webhook: Webhook) -> WebhookChange:
-        refuse_unstorable(
-            "webhook",
-            webhook.id,
-            webhook.account_id,
-            webhook.api_key_id,
-            webhook.url,
-            webhook.secret,
-            webhook.status,
-            *webhook.events,
-        )
+    async def _create_webhook(self, webhook: Webhook) -> WebhookChange:
 
         def job(txn: _Transaction) -> WebhookChange:
             found = _rows(txn.conn, "SELECT 1 FROM accounts WHERE id = ?", (webhook.account_id,))
@@ -353,33 +333,17 @@ class SQLiteStorage:
                 raise UnknownAccount(webhook.account_id)
             txn.conn.execute(
                 f"INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    webhook.id,
-                    webhook.account_id,
-                    webhook.api_key_id,
-                    webhook.url,
-                    webhook.secret,
-                    _encode_filters(webhook.events),
-                    int(webhook.compressed_delivery),
-                    int(webhook.is_active),
-                    webhook.status,
-                    webhook.created_at,
-                    webhook.updated_at,
-                ),
+                webhook_values(webhook, self._encode_filters, self._encode_bool),
             )
             return WebhookChange(webhook, _active_count(txn.conn, webhook.account_id))
 
         return await self._write(job)
 
-    async def get_webhook(self, webhook_id: str) -> Webhook | None:
-        if unstorable(webhook_id):
-            return None
+    async def _get_webhook(self, webhook_id: str) -> Webhook | None:
         rows = await self._readers.query(f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?", (webhook_id,))
         return _webhook(rows[0]) if rows else None
 
-    async def list_webhooks(self, api_key_id: str, account_id: str | None = None) -> list[Webhook]:
-        if unstorable(api_key_id, account_id):
-            return []
+    async def _list_webhooks(self, api_key_id: str, account_id: str | None) -> list[Webhook]:
         sql = f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE api_key_id = ?"
         params: tuple[str, ...] = (api_key_id,)
         if account_id is not None:
@@ -394,31 +358,7 @@ class SQLiteStorage:
         )
         return [_webhook(row) for row in rows]
 
-    async def update_webhook(
-        self,
-        webhook_id: str,
-        *,
-        events: tuple[str, ...] | None = None,
-        url: str | None = None,
-        compressed_delivery: bool | None = None,
-        secret: str | None = None,
-        status: str | None = None,
-        is_active: bool | None = None,
-    ) -> WebhookChange | None:
-        if unstorable(webhook_id):
-            return None
-        refuse_unstorable("webhook", url, secret, status, *(events or ()))
-        changes = webhook_changes(
-            events=events,
-            url=url,
-            compressed_delivery=compressed_delivery,
-            secret=secret,
-            status=status,
-            is_active=is_active,
-            updated_at=now_micros(),
-            encode_events=_encode_filters,
-            encode_bool=int,
-        )
+    async def _update_webhook(self, webhook_id: str, changes: dict[str, object]) -> WebhookChange | None:
         assignments = ", ".join(f"{column} = ?" for column in changes)
 
         def job(txn: _Transaction) -> WebhookChange | None:
@@ -433,9 +373,7 @@ class SQLiteStorage:
 
         return await self._write(job)
 
-    async def delete_webhook(self, webhook_id: str) -> WebhookChange | None:
-        if unstorable(webhook_id):
-            return None
+    async def _delete_webhook(self, webhook_id: str) -> WebhookChange | None:
 
         def job(txn: _Transaction) -> WebhookChange | None:
             rows = list(_rows(txn.conn, f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?", (webhook_id,)))
@@ -451,20 +389,9 @@ class SQLiteStorage:
 
     # The log
 
-    async def append(
-        self,
-        account_id: str,
-        events: Sequence[NewEvent],
-        *,
-        only_webhook_id: str | None = None,
-        require_monitored: bool = True,
+    async def _append(
+        self, account_id: str, events: Sequence[NewEvent], appended_at: int, plan: AppendPlan
     ) -> AppendResult:
-        # One scan of each joined string, not a call per event.
-        refuse_unstorable(
-            "events", account_id, only_webhook_id, "".join([e.id for e in events]), "".join([e.type for e in events])
-        )
-        matcher = self._matcher
-        appended_at = now_micros()
 
         def job(txn: _Transaction) -> AppendResult:
             conn = txn.conn
@@ -486,16 +413,7 @@ class SQLiteStorage:
             if txn.head is None:
                 head_rows = _rows(conn, "SELECT seq FROM sqlite_sequence WHERE name = 'events'")
                 txn.head = head_rows[0][0] if head_rows else 0
-            result = plan_append(
-                account_id,
-                events,
-                head=txn.head,
-                existing=existing,
-                hooks=hooks,
-                matcher=matcher,
-                only_webhook_id=only_webhook_id,
-                require_monitored=require_monitored,
-            )
+            result = plan(head=txn.head, existing=existing, hooks=hooks)
             if result.committed:
                 _insert_rows(
                     conn,
@@ -515,9 +433,7 @@ class SQLiteStorage:
 
         return await self._write(job)
 
-    async def read_feed(self, webhook_id: str, after_seq: int, limit: int) -> FeedPage:
-        if unstorable(webhook_id):
-            return FeedPage(events=(), has_more=False)
+    async def _read_feed(self, webhook_id: str, after_seq: int, limit: int) -> FeedPage:
 
         def read(conn: sqlite3.Connection) -> FeedPage:
             rows = conn.execute(
@@ -531,7 +447,7 @@ class SQLiteStorage:
         return await self._readers.run(read)
 
     async def read_feed_joined(self, webhook_id: str, after_seq: int, limit: int) -> JoinedPage:
-        if unstorable(webhook_id):
+        if unstorable(webhook_id):  # the guard of `Backend`, here to spare polling a coroutine
             return JoinedPage(b"", 0, None, False, (await self.log_state()).pruned_through)
         bodies = self._bodies
         if bodies.holds_recent(after_seq, self._head_seq):
@@ -576,17 +492,13 @@ class SQLiteStorage:
 
     # Custom-mode delivery
 
-    async def delivery_state(self, webhook_id: str) -> DeliveryState:
-        if unstorable(webhook_id):
-            return DeliveryState(0, None)
+    async def _delivery_state(self, webhook_id: str) -> DeliveryState:
         rows = await self._readers.query(
             "SELECT cursor_seq, failing_since FROM delivery_state WHERE webhook_id = ?", (webhook_id,)
         )
         return DeliveryState(rows[0][0], rows[0][1]) if rows else DeliveryState(0, None)
 
-    async def due_deliveries(self, webhook_id: str, now: int, limit: int) -> list[PendingDelivery]:
-        if unstorable(webhook_id):
-            return []
+    async def _due_deliveries(self, webhook_id: str, now: int, limit: int) -> list[PendingDelivery]:
         rows = await self._readers.query(
             "SELECT e.seq, e.id, e.account_id, e.type, e.body, d.attempts, d.next_attempt_at"
             " FROM deliveries d JOIN events e ON e.seq = d.seq"
@@ -595,34 +507,21 @@ class SQLiteStorage:
         )
         return [PendingDelivery(StoredEvent(*row[:5]), row[5], row[6]) for row in rows]
 
-    async def next_delivery_due(self, webhook_id: str) -> int | None:
-        if unstorable(webhook_id):
-            return None
+    async def _next_delivery_due(self, webhook_id: str) -> int | None:
         rows = await self._readers.query(
             "SELECT min(next_attempt_at) FROM deliveries WHERE webhook_id = ?", (webhook_id,)
         )
         return rows[0][0] if rows else None
 
-    async def record_attempt(
-        self, attempt: DeliveryAttempt, *, from_cursor: int | None, next_attempt_at: int | None = None
+    async def _record_attempt(
+        self, attempt: DeliveryAttempt, from_cursor: int | None, next_attempt_at: int | None
     ) -> bool:
-        refuse_unstorable("attempt", attempt.webhook_id, attempt.event_id, attempt.outcome, attempt.error)
 
         def job(txn: _Transaction) -> bool:
             conn = txn.conn
             conn.execute(
                 f"INSERT INTO delivery_attempts ({ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    attempt.webhook_id,
-                    attempt.seq,
-                    attempt.event_id,
-                    attempt.attempt,
-                    attempt.outcome,
-                    attempt.status_code,
-                    attempt.latency_ms,
-                    attempt.error,
-                    attempt.created_at,
-                ),
+                attempt_values(attempt),
             )
             key = (attempt.webhook_id, attempt.seq)
             if from_cursor is None:
@@ -651,9 +550,7 @@ class SQLiteStorage:
 
         return await self._write(job)
 
-    async def list_attempts(self, webhook_id: str, before_id: int | None, limit: int) -> list[DeliveryAttempt]:
-        if unstorable(webhook_id):
-            return []
+    async def _list_attempts(self, webhook_id: str, before_id: int | None, limit: int) -> list[DeliveryAttempt]:
         rows = await self._readers.query(
             f"SELECT {ATTEMPT_COLUMNS}, id FROM delivery_attempts"
             " WHERE webhook_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
@@ -661,9 +558,7 @@ class SQLiteStorage:
         )
         return [DeliveryAttempt(*row) for row in rows]
 
-    async def attempt_counts(self, webhook_id: str, since: int) -> tuple[int, int]:
-        if unstorable(webhook_id):
-            return 0, 0
+    async def _attempt_counts(self, webhook_id: str, since: int) -> tuple[int, int]:
         rows = await self._readers.query(
             "SELECT count(*), coalesce(sum(outcome != 'delivered'), 0) FROM delivery_attempts"
             " WHERE webhook_id = ? AND created_at >= ?",
@@ -671,8 +566,7 @@ class SQLiteStorage:
         )
         return int(rows[0][0]), int(rows[0][1])
 
-    async def set_failing_since(self, webhook_id: str, failing_since: int | None) -> None:
-        refuse_unstorable("webhook_id", webhook_id)
+    async def _set_failing_since(self, webhook_id: str, failing_since: int | None) -> None:
 
         def job(txn: _Transaction) -> None:
             txn.conn.execute("INSERT OR IGNORE INTO delivery_state (webhook_id) VALUES (?)", (webhook_id,))
@@ -682,8 +576,7 @@ class SQLiteStorage:
 
         await self._write(job)
 
-    async def recover_deliveries(self, webhook_id: str, after_seq: int) -> None:
-        refuse_unstorable("webhook_id", webhook_id)
+    async def _recover_deliveries(self, webhook_id: str, after_seq: int) -> None:
 
         def job(txn: _Transaction) -> None:
             conn = txn.conn
@@ -699,10 +592,9 @@ class SQLiteStorage:
 
     # Monitors and metering
 
-    async def start_monitor(
+    async def _start_monitor(
         self, account_id: str, api_key_id: str, owner: str, at: int, lease_now: int, lease_until: int
     ) -> bool:
-        refuse_unstorable("monitor", account_id, api_key_id, owner)
 
         def job(txn: _Transaction) -> bool:
             conn = txn.conn
@@ -736,9 +628,7 @@ class SQLiteStorage:
 
         return await self._write(job)
 
-    async def checkpoint_monitors(self, owner: str, at: int, lease_until: int) -> set[str]:
-        if unstorable(owner):
-            return set()
+    async def _checkpoint_monitors(self, owner: str, at: int, lease_until: int) -> set[str]:
 
         def job(txn: _Transaction) -> set[str]:
             conn = txn.conn
@@ -753,9 +643,7 @@ class SQLiteStorage:
 
         return await self._write(job)
 
-    async def stop_monitor(self, account_id: str, owner: str, at: int) -> None:
-        if unstorable(account_id, owner):
-            return
+    async def _stop_monitor(self, account_id: str, owner: str, at: int) -> None:
 
         def job(txn: _Transaction) -> None:
             conn = txn.conn
@@ -768,11 +656,7 @@ class SQLiteStorage:
 
         await self._write(job)
 
-    async def set_monitor_status(self, account_id: str, owner: str, status: str, reason: str | None) -> None:
-        if unstorable(account_id, owner):
-            return
-        refuse_unstorable("monitor status", status, reason)
-
+    async def _set_monitor_status(self, account_id: str, owner: str, status: str, reason: str | None) -> None:
         def job(txn: _Transaction) -> None:
             txn.conn.execute(
                 "UPDATE monitor_leases SET status = ?, reason = ? WHERE account_id = ? AND owner = ?",
@@ -781,9 +665,7 @@ class SQLiteStorage:
 
         await self._write(job)
 
-    async def monitor_lease(self, account_id: str) -> MonitorLease | None:
-        if unstorable(account_id):
-            return None
+    async def _monitor_lease(self, account_id: str) -> MonitorLease | None:
         rows = await self._readers.query(
             f"SELECT {LEASE_COLUMNS} FROM monitor_leases WHERE account_id = ?",
             (account_id,),
@@ -804,9 +686,7 @@ class SQLiteStorage:
 
         return await self._write(job)
 
-    async def monitor_intervals(self, account_id: str, api_key_id: str) -> list[MonitorInterval]:
-        if unstorable(account_id, api_key_id):
-            return []
+    async def _monitor_intervals(self, account_id: str, api_key_id: str) -> list[MonitorInterval]:
         rows = await self._readers.query(
             f"SELECT {INTERVAL_COLUMNS} FROM monitor_intervals WHERE account_id = ? AND api_key_id = ? ORDER BY id",
             (account_id, api_key_id),
