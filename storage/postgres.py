@@ -745,7 +745,8 @@ class PostgresStorage(Backend):
     async def _recover_deliveries(self, webhook_id: str, after_seq: int) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
-                "INSERT INTO delivery_state (webhook_id, cursor_seq) VALUES ($1, $2)"
+                # A fresh state's cursor is 0, and a recover never moves a cursor forward.
+                "INSERT INTO delivery_state (webhook_id) VALUES ($1)"
                 " ON CONFLICT (webhook_id) DO UPDATE SET cursor_seq = least(delivery_state.cursor_seq, $2)",
                 webhook_id,
                 after_seq,
