@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from storage._append import ActiveHooks, plan_append
@@ -24,6 +24,7 @@ from storage.base import (
     AppendResult,
     DeliveryAttempt,
     DeliveryState,
+    FeedMatcher,
     FeedPage,
     LogNotifier,
     MonitorInterval,
@@ -44,7 +45,8 @@ class AppendPlan(Protocol):
 class Backend(ABC):
     """The guarded public half of a backend; subclasses implement the `_name` methods with their SQL."""
 
-    def __init__(self) -> None:
+    def __init__(self, matcher: FeedMatcher) -> None:
+        self._matcher = matcher
         self._notifiers: list[LogNotifier] = []
 
     def subscribe(self, notifier: LogNotifier) -> None:
@@ -211,8 +213,6 @@ class Backend(ABC):
         await self._recover_deliveries(webhook_id, after_seq)
 
     # What each backend implements, with its SQL.
-
-    _matcher: Callable[[tuple[str, ...], str], bool]
 
     @abstractmethod
     async def _create_api_key(self, key_id: str, name: str, key_hash: bytes, prefix: str, created: int) -> ApiKey: ...

@@ -141,12 +141,11 @@ class PostgresStorage(Backend):
         probe_interval: float = 10.0,
         event_cache_bytes: int = 64 << 20,
     ) -> None:
-        super().__init__()
+        super().__init__(matcher)
         self.url, url_schema = split_schema(url)
         self.schema = schema or url_schema
         if self.schema is not None and not _SCHEMA_NAME.fullmatch(self.schema):
             raise ValueError(f"schema {self.schema!r} must be a plain identifier: letters, digits, underscores")
-        self._matcher = matcher
         self._pool_size = pool_size
         self._probe_interval = probe_interval
         # A channel per schema, so logs sharing a database do not wake each other.

@@ -151,9 +151,8 @@ class SQLiteStorage(Backend):
         max_batch: int = 256,
         event_cache_bytes: int = 64 << 20,
     ) -> None:
-        super().__init__()
+        super().__init__(matcher)
         self.path = path
-        self._matcher = matcher
         self._synchronous = synchronous
         self._writer: sqlite3.Connection | None = None
         self._writer_thread: ThreadPoolExecutor | None = None
@@ -229,7 +228,7 @@ class SQLiteStorage(Backend):
 
     async def _run_batch(self, batch: list[Pending[Job[Any]]]) -> tuple[list[Outcome], list[Committed]]:
         assert self._writer is not None
-        return await self._on_writer(functools.partial(_run_batch, self._writer, batch))
+        return await self._on_writer(functools.partial(_run_transaction, self._writer, batch))
 
     def _publish(self, committed: list[Committed]) -> None:
         self._head_seq = announce(committed, self._bodies, self._notifiers)
@@ -740,7 +739,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
         raise
 
 
-def _run_batch(conn: sqlite3.Connection, batch: list[Pending[Job[Any]]]) -> tuple[list[Outcome], list[Committed]]:
+def _run_transaction(conn: sqlite3.Connection, batch: list[Pending[Job[Any]]]) -> tuple[list[Outcome], list[Committed]]:
     """Run queued jobs in one transaction, on the writer's thread: one hop and one fsync for all of them.
 
     Each job gets a savepoint, so one job's error undoes only that job; its outcome is its
