@@ -104,12 +104,11 @@ class GroupCommit(Generic[J]):
                     pending.future.set_exception(value)
 
 
-def announce(committed: list[Committed], bodies: RecentBodies, notifiers: Sequence[LogNotifier]) -> int:
-    """Keep the bodies of newly committed events and tell every notifier; returns the new head seq."""
+def announce(committed: list[Committed], bodies: RecentBodies, notifiers: Sequence[LogNotifier]) -> None:
+    """Keep the bodies of newly committed events and tell every notifier (the backend has moved its head first)."""
     head = committed[-1].event.seq
     add = bodies.add
     for done in committed:
         add(done.event.seq, done.event.body)
     for notify in notifiers:
         notify(committed, head)
-    return head

@@ -299,7 +299,8 @@ class PostgresStorage(Backend):
         return outcomes, txn.committed
 
     def _publish(self, committed: list[Committed]) -> None:
-        self._published_seq = announce(committed, self._bodies, self._notifiers)
+        self._published_seq = committed[-1].event.seq
+        announce(committed, self._bodies, self._notifiers)
 
     def _committed_here(self, committed: list[Committed]) -> None:
         # Publish at once when nothing from other processes is still unread before these seqs.

@@ -231,7 +231,8 @@ class SQLiteStorage(Backend):
         return await self._on_writer(functools.partial(_run_transaction, self._writer, batch))
 
     def _publish(self, committed: list[Committed]) -> None:
-        self._head_seq = announce(committed, self._bodies, self._notifiers)
+        self._head_seq = committed[-1].event.seq
+        announce(committed, self._bodies, self._notifiers)
 
     async def ping(self) -> None:
         await self._readers.query("SELECT 1")
