@@ -19,8 +19,7 @@ def create_storage(
             event_cache_bytes=event_cache_bytes,
         )
     if url.startswith(("postgresql://", "postgres://")):
-        from storage.postgres import PostgresStorage  # type: ignore[import-not-found,import-untyped,unused-ignore]
+        from storage.postgres import PostgresStorage
 
-        backend: Storage = PostgresStorage(url, matcher=matcher, event_cache_bytes=event_cache_bytes)
-        return backend
+        return PostgresStorage(url, matcher=matcher, event_cache_bytes=event_cache_bytes)
     raise ValueError(f"unsupported database URL {url!r}: use sqlite:///path.db or postgresql://…")

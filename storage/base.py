@@ -234,46 +234,110 @@ class EventIdConflict(StorageError):
         self.event_id = event_id
 
 
+class UnstorableText(StorageError, ValueError):
+    """A write carried text no backend can store (a NUL or a lone surrogate); nothing was written."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(f"{field}: text with a NUL or a lone surrogate cannot be stored")
+        self.field = field
+
+
 class LogNotifier(Protocol):
     """Called once per commit with the events it made visible, in seq order."""
 
     def __call__(self, committed: Sequence[Committed], head_seq: int) -> None: ...
 
 
-class Storage(Protocol):
-    """A hookstream backend. One instance per process; safe for concurrent tasks."""
+class LogStorage(Protocol):
+    """The sequenced event log and the feeds materialized from it.
 
-    async def open(self) -> None:
-        """Connect, run pending migrations, and start background workers."""
-
-    async def close(self) -> None:
-        """Finish pending writes and release every connection."""
+    Seqs are positive, strictly increasing and never reused, even after the newest
+    event is pruned. They are assigned in commit order: when a reader sees seq N,
+    every event with a lower seq is already committed and readable (or pruned).
+    Appends from any number of concurrent tasks (and, on a shared database, processes)
+    are safe: each call is atomic and durable on return, and a failing call undoes
+    only itself. Reads see one committed snapshot and never wait for a writer.
+    """
 
     def subscribe(self, notifier: LogNotifier) -> None:
-        """Call `notifier` after each commit that appends events (in this process or, where the backend can, any)."""
+        """Call `notifier` after each commit that appends events (in this process or, where the backend can, any).
 
-    async def ping(self) -> None:
-        """Raise if the database cannot be reached."""
+        It runs on the event loop, once per commit, in seq order and with no seq
+        skipped; a commit in another process may be heard a little later, never lost.
+        """
 
     async def log_state(self) -> LogState:
-        """The epoch, newest seq ever assigned and the retention watermark."""
+        """The epoch, newest seq ever assigned and the retention watermark.
 
-    # API keys
+        The epoch is made when the database is created and never changes after;
+        `head_seq` counts pruned events too, so it never goes back.
+        """
+
+    async def append(
+        self,
+        account_id: str,
+        events: Sequence[NewEvent],
+        *,
+        only_webhook_id: str | None = None,
+        require_monitored: bool = True,
+    ) -> AppendResult:
+        """Append events atomically and durably; returns once committed.
+
+        A submitted id that is already in the log is not appended again: its
+        existing seq is returned with `created=False`. With `only_webhook_id`,
+        the events join that webhook's feed only (test events), whatever its filter.
+        The feeds an event joins are the account's webhooks active and matching in the
+        same transaction. Raises AccountNotMonitored (when required), UnknownAccount,
+        EventIdConflict, UnstorableText; on any of them nothing of the call is stored.
+        """
+
+    async def read_feed(self, webhook_id: str, after_seq: int, limit: int) -> FeedPage:
+        """The webhook's feed events with seq > after_seq, ascending, at most `limit`.
+
+        A page never has a gap that a later read would fill: seqs arrive in commit order.
+        """
+
+    async def read_feed_joined(self, webhook_id: str, after_seq: int, limit: int) -> JoinedPage:
+        """The same page as `read_feed`, as the inside of a JSON array: what polling sends, built by the database.
+
+        Its `pruned_through` is read with the page or after it, so a page raced by a
+        prune errs towards saying it was pruned.
+        """
+
+    async def prune(self, older_than: int, batch_size: int) -> int:
+        """Delete up to `batch_size` of the oldest events appended before `older_than` (µs); returns how many.
+
+        With them go their feed rows and pending retries, and attempts made before
+        `older_than`; the watermark moves to the newest seq deleted, in the same
+        transaction. Only the oldest run of events goes: an old event behind a newer one
+        stays until that one is due. Concurrent pruners are safe: no event is counted
+        twice and the watermark only moves forward.
+        """
+
+
+class RegistryStorage(Protocol):
+    """API keys, accounts and webhooks: the small tables the log is keyed by.
+
+    Every write is one transaction; a `WebhookChange` counts the account's active
+    webhooks in that same transaction, so the count matches the change it reports.
+    A lookup by text no row can hold (a NUL, a lone surrogate) finds nothing; a
+    write of such text raises UnstorableText.
+    """
+
     async def create_api_key(self, key_id: str, name: str, key_hash: bytes, prefix: str) -> ApiKey:
-        """Store a new key by the hash of its secret."""
+        """Store a new key by the hash of its secret, stamped now."""
 
     async def api_key_by_hash(self, key_hash: bytes) -> ApiKey | None:
         """The unrevoked key with that hash, if any."""
 
     async def list_api_keys(self) -> list[ApiKey]:
-        """Every key, newest first."""
+        """Every key, revoked ones too, newest first."""
 
     async def revoke_api_key(self, key_id: str) -> ApiKey | None:
-        """Revoke a key; None when unknown."""
+        """Revoke a key (a second revoke keeps the first time); None when unknown."""
 
-    # Accounts
     async def create_account(self, account_id: str, api_key_id: str, name: str | None, connector: str) -> Account:
-        """Register an account; raises AccountExists."""
+        """Register an account with no webhooks; raises AccountExists, whoever owns the id."""
 
     async def get_account(self, account_id: str) -> Account | None:
         """The account, whoever owns it."""
@@ -282,9 +346,12 @@ class Storage(Protocol):
         """The key's accounts, oldest first."""
 
     async def delete_account(self, account_id: str) -> list[Webhook]:
-        """Delete an account and its webhooks; returns the webhooks deleted."""
+        """Delete an account, its webhooks, their feeds and delivery state, atomically; returns the webhooks deleted.
 
-    # Webhooks
+        A webhook being created for the account at the same moment is either deleted
+        with it or refused with UnknownAccount, never left behind.
+        """
+
     async def create_webhook(self, webhook: Webhook) -> WebhookChange:
         """Insert a webhook (active or not, as given); raises UnknownAccount."""
 
@@ -308,53 +375,52 @@ class Storage(Protocol):
         status: str | None = None,
         is_active: bool | None = None,
     ) -> WebhookChange | None:
-        """Change the given fields; None when the webhook is unknown."""
+        """Change the given fields and stamp `updated_at`; None when the webhook is unknown.
 
-    async def delete_webhook(self, webhook_id: str) -> WebhookChange | None:
-        """Delete a webhook and its feed; None when unknown."""
-
-    # The log
-    async def append(
-        self,
-        account_id: str,
-        events: Sequence[NewEvent],
-        *,
-        only_webhook_id: str | None = None,
-        require_monitored: bool = True,
-    ) -> AppendResult:
-        """Append events atomically and durably; returns once committed.
-
-        A submitted id that is already in the log is not appended again: its
-        existing seq is returned with `created=False`. With `only_webhook_id`,
-        the events join that webhook's feed only (test events), whatever its filter.
-        Raises AccountNotMonitored (when required), UnknownAccount, EventIdConflict.
+        A new filter or activation applies to events appended after it commits.
         """
 
-    async def read_feed(self, webhook_id: str, after_seq: int, limit: int) -> FeedPage:
-        """The webhook's feed events with seq > after_seq, ascending, at most `limit`."""
+    async def delete_webhook(self, webhook_id: str) -> WebhookChange | None:
+        """Delete a webhook, its feed and its delivery state; None when unknown."""
 
-    async def read_feed_joined(self, webhook_id: str, after_seq: int, limit: int) -> JoinedPage:
-        """The same page as `read_feed`, as the inside of a JSON array: what polling sends, built by the database."""
 
-    async def prune(self, older_than: int, batch_size: int) -> int:
-        """Delete up to `batch_size` of the oldest events appended before `older_than` (µs); returns how many."""
+class MonitorStorage(Protocol):
+    """Who runs each account's monitor, and the metered intervals it ran.
 
-    # Monitors and metering. Lease times (`lease_now`, `lease_until`) are wall-clock µs: a lease
-    # is about liveness. Interval times (`at`) come from the metering clock (the same in production).
+    A lease names one owner per account until `expires_at` (wall-clock µs). Taking,
+    renewing and releasing it are each atomic: however many processes race to take
+    a free or expired lease, exactly one gets it. Lease times (`lease_now`,
+    `lease_until`) are wall-clock µs; interval times (`at`) come from the metering
+    clock (the same in production). An interval is open while `stopped_at` is None,
+    and its `checkpoint_at` is the last time its holder was known to run: an interval
+    left open by a holder that died is closed there, so it is never billed past it.
+    """
+
     async def start_monitor(
         self, account_id: str, api_key_id: str, owner: str, at: int, lease_now: int, lease_until: int
     ) -> bool:
-        """Take the account's monitor lease when free, expired or already `owner`'s; False when another holds it.
+        """Take the account's lease when free, expired or already `owner`'s; False when another holds it.
 
-        On taking it, open intervals left by another holder are closed at their last checkpoint
-        and, unless `owner` has one open already, an interval opens at `at`.
+        "Expired" compares the held lease's `expires_at` with `lease_now` under the
+        lease's lock: at or before it, the lease is taken. So a caller that knows the
+        holder is dead (a process gone on this host) takes over at once by passing the
+        `expires_at` it read; if the holder renewed meanwhile, the takeover fails. On
+        taking it, status becomes `running`, open intervals of other holders are closed
+        at their last checkpoint and, unless `owner` has one open already, one opens at `at`.
         """
 
     async def checkpoint_monitors(self, owner: str, at: int, lease_until: int) -> set[str]:
-        """Renew every lease `owner` holds and checkpoint its open intervals at `at`; returns those accounts."""
+        """Renew every lease `owner` holds until `lease_until` and checkpoint its open intervals at `at`.
+
+        Returns the accounts whose lease `owner` still holds: one taken over since
+        is not renewed and not returned. A checkpoint never moves back.
+        """
 
     async def stop_monitor(self, account_id: str, owner: str, at: int) -> None:
-        """Close `owner`'s open interval of the account at `at` and release its lease, if `owner` holds it."""
+        """Close `owner`'s open interval of the account at `at` (not before its checkpoint) and release its lease.
+
+        Does nothing to a lease or interval of another owner.
+        """
 
     async def set_monitor_status(self, account_id: str, owner: str, status: str, reason: str | None) -> None:
         """Record `running` or `errored` (with a reason) on the lease, if `owner` holds it."""
@@ -363,17 +429,29 @@ class Storage(Protocol):
         """The account's lease row, live or expired, if any."""
 
     async def close_stale_intervals(self, lease_now: int) -> int:
-        """Close, at their last checkpoint, open intervals of accounts with no live lease; returns how many."""
+        """Close, at their last checkpoint, open intervals whose owner holds no live lease; returns how many.
+
+        Leases expired at `lease_now` are deleted too.
+        """
 
     async def monitor_intervals(self, account_id: str, api_key_id: str) -> list[MonitorInterval]:
         """The account's metered intervals under that key, oldest first (kept after the account is deleted)."""
 
-    # Custom-mode delivery
+
+class DeliveryStorage(Protocol):
+    """Where each custom webhook's delivery stands: its cursor, pending retries, attempts and breaker.
+
+    Every feed event at or below the cursor is handled: delivered, failed, or pending
+    a retry. Moving the cursor is a compare-and-set (`record_attempt`), so a recover
+    that moves it back while a delivery is in flight wins, and that delivery's
+    result does not move the cursor forward again over the events to re-deliver.
+    """
+
     async def delivery_state(self, webhook_id: str) -> DeliveryState:
-        """The webhook's delivery cursor and breaker state (a fresh webhook starts at 0)."""
+        """The webhook's delivery cursor and breaker state (a fresh webhook starts at 0, not failing)."""
 
     async def due_deliveries(self, webhook_id: str, now: int, limit: int) -> list[PendingDelivery]:
-        """Retries due at `now` (µs), in seq order; retries whose event was pruned are dropped."""
+        """Retries due at `now` (µs), in seq order, with their events; retries whose event was pruned are dropped."""
 
     async def next_delivery_due(self, webhook_id: str) -> int | None:
         """When the webhook's earliest pending retry is due (µs), None when none is pending."""
@@ -381,21 +459,45 @@ class Storage(Protocol):
     async def record_attempt(
         self, attempt: DeliveryAttempt, *, from_cursor: int | None, next_attempt_at: int | None = None
     ) -> bool:
-        """Log an attempt and settle its event, atomically; False when a recover moved the cursor meanwhile.
+        """Log an attempt and settle its event, in one transaction; False when the cursor moved meanwhile.
 
-        A first attempt (`from_cursor` is the cursor it was read after) moves the cursor to
-        its seq, and when `retrying` makes the event pending until `next_attempt_at`. A retry
-        (`from_cursor` None) reschedules its pending event, or removes it once `delivered` or `failed`.
+        A first attempt (`from_cursor` is the cursor it was read after) moves the
+        cursor from `from_cursor` to its seq only if the cursor still is `from_cursor`
+        (compare and set: of two recorders racing from the same cursor, exactly one
+        gets True), and when `retrying` makes the event pending until `next_attempt_at`.
+        The attempt is logged either way. A retry (`from_cursor` None) reschedules its
+        pending event, or removes it once `delivered` or `failed`, and returns True.
         """
 
     async def list_attempts(self, webhook_id: str, before_id: int | None, limit: int) -> list[DeliveryAttempt]:
-        """The webhook's attempts, newest first, with id below `before_id` when given."""
+        """The webhook's attempts, newest first, with id below `before_id` when given (ids only increase)."""
 
     async def attempt_counts(self, webhook_id: str, since: int) -> tuple[int, int]:
-        """(attempts, failed attempts) of the webhook made at or after `since` (µs)."""
+        """(attempts, attempts not `delivered`) of the webhook made at or after `since` (µs)."""
 
     async def set_failing_since(self, webhook_id: str, failing_since: int | None) -> None:
-        """Record when the webhook's breaker tripped, or clear it."""
+        """Record when the webhook's breaker tripped, or clear it; the cursor is untouched."""
 
     async def recover_deliveries(self, webhook_id: str, after_seq: int) -> None:
-        """Re-deliver the feed after `after_seq`: the cursor moves back to it and pending retries after it restart."""
+        """Re-deliver the feed after `after_seq`: the cursor moves back to it (never forward) and later retries go.
+
+        The events after it come again through the feed, from their first attempt.
+        """
+
+
+class Storage(LogStorage, RegistryStorage, MonitorStorage, DeliveryStorage, Protocol):
+    """A hookstream backend: the log, the registry, monitors and delivery, over one database.
+
+    One instance per process; safe for concurrent tasks. Several processes may share
+    a database where the backend allows it (PostgreSQL); the guarantees above then
+    hold across them.
+    """
+
+    async def open(self) -> None:
+        """Connect, run pending migrations, and start background workers; an instance closed may open again."""
+
+    async def close(self) -> None:
+        """Finish pending writes and release every connection."""
+
+    async def ping(self) -> None:
+        """Raise if the database cannot be reached."""

@@ -5,6 +5,17 @@ Append a new (version, script) pair to change the schema; never edit one that ha
 
 from __future__ import annotations
 
+from collections.abc import Container, Iterable
+
+
+def pending_migrations(migrations: Iterable[tuple[int, str]], applied: Container[int]) -> list[tuple[int, str]]:
+    """The (version, script) pairs not yet applied, in version order whatever order they were appended in.
+
+    A missing number is no error: versions only have to increase.
+    """
+    return [(version, script) for version, script in sorted(migrations) if version not in applied]
+
+
 SQLITE_MIGRATIONS: list[tuple[int, str]] = [
     (
         1,

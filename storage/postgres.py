@@ -27,7 +27,6 @@ import logging
 import os
 import re
 import secrets
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -35,8 +34,25 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from storage._append import plan_append
+from storage._backend import AppendPlan, Backend
 from storage._bodies import RecentBodies, gapless_seqs
+from storage._clock import now_micros
+from storage._rows import (
+    API_KEY_COLUMNS,
+    ATTEMPT_COLUMNS,
+    INTERVAL_COLUMNS,
+    LEASE_COLUMNS,
+    NO_ATTEMPT_ID,
+    WEBHOOK_COLUMNS,
+    account_from_row,
+    api_key_from_row,
+    attempt_values,
+    prune_cutoff,
+    webhook_from_row,
+    webhook_values,
+)
+from storage._text import unstorable
+from storage._writer import GroupCommit, Outcome, Pending, announce
 from storage.base import (
     Account,
     AccountExists,
@@ -48,7 +64,6 @@ from storage.base import (
     FeedMatcher,
     FeedPage,
     JoinedPage,
-    LogNotifier,
     LogState,
     MonitorInterval,
     MonitorLease,
@@ -59,7 +74,7 @@ from storage.base import (
     Webhook,
     WebhookChange,
 )
-from storage.migrations import POSTGRES_MIGRATIONS
+from storage.migrations import POSTGRES_MIGRATIONS, pending_migrations
 
 logger = logging.getLogger("hookstream.postgres")
 
@@ -72,33 +87,10 @@ Job = Callable[["_Batch"], Awaitable[T]]
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _CHANNEL = "hookstream_log"
 _CATCH_UP_PAGE = 1000
-_WEBHOOK_COLUMNS = (
-    "id, account_id, api_key_id, url, secret, events, compressed_delivery, is_active, status, created_at, updated_at"
-)
 _ACCOUNT_COLUMNS = (
     "a.id, a.api_key_id, a.name, a.connector, a.created_at, "
     "(SELECT count(*) FROM webhooks w WHERE w.account_id = a.id AND w.is_active)"
 )
-
-
-def now_micros() -> int:
-    return time.time_ns() // 1000
-
-
-def _unstorable(*texts: str | None) -> bool:
-    """True for text PostgreSQL cannot hold (NUL, lone surrogates): no row can have it, so lookups find nothing."""
-    for text in texts:
-        if text is not None and ("\x00" in text or not text.isascii() and _has_surrogate(text)):
-            return True
-    return False
-
-
-def _has_surrogate(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return True
-    return False
 
 
 def _lock_key(name: str) -> int:
@@ -116,29 +108,7 @@ def split_schema(url: str) -> tuple[str, str | None]:
 
 
 def _webhook(row: Record) -> Webhook:
-    return Webhook(
-        id=row[0],
-        account_id=row[1],
-        api_key_id=row[2],
-        url=row[3],
-        secret=row[4],
-        events=tuple(row[5]),
-        compressed_delivery=row[6],
-        is_active=row[7],
-        status=row[8],
-        created_at=row[9],
-        updated_at=row[10],
-    )
-
-
-def _account(row: Record) -> Account:
-    return Account(
-        id=row[0], api_key_id=row[1], name=row[2], connector=row[3], created_at=row[4], active_webhooks=row[5]
-    )
-
-
-def _api_key(row: Record) -> ApiKey:
-    return ApiKey(id=row[0], name=row[1], prefix=row[2], created_at=row[3], revoked_at=row[4])
+    return webhook_from_row(row, tuple(row[5]))
 
 
 @dataclass
@@ -150,12 +120,6 @@ class _Batch:
     committed: list[Committed] = field(default_factory=list)
 
 
-@dataclass
-class _Pending:
-    job: Job[Any]
-    future: asyncio.Future[Any]
-
-
 # A page near the head as its feed seqs (one past the limit, for has-more) and the retention watermark.
 _RECENT_PAGE = (
     "SELECT count(*), min(s), max(s), (SELECT value FROM meta WHERE key = 'pruned_through')"
@@ -163,7 +127,7 @@ _RECENT_PAGE = (
 )
 
 
-class PostgresStorage:
+class PostgresStorage(Backend):
     """A backend that any number of processes share through one PostgreSQL database (or schema)."""
 
     def __init__(
@@ -177,27 +141,34 @@ class PostgresStorage:
         probe_interval: float = 10.0,
         event_cache_bytes: int = 64 << 20,
     ) -> None:
+        super().__init__(matcher)
         self.url, url_schema = split_schema(url)
         self.schema = schema or url_schema
         if self.schema is not None and not _SCHEMA_NAME.fullmatch(self.schema):
             raise ValueError(f"schema {self.schema!r} must be a plain identifier: letters, digits, underscores")
-        self._matcher = matcher
         self._pool_size = pool_size
-        self._max_batch = max_batch
         self._probe_interval = probe_interval
         # A channel per schema, so logs sharing a database do not wake each other.
         self.channel = _CHANNEL if self.schema is None else f"{_CHANNEL}.{self.schema}"[:63]
         self._pool: asyncpg.Pool | None = None
-        self._jobs: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._queue: GroupCommit[Job[Any]] = GroupCommit(
+            self._run_batch, self._committed_here, max_batch=max_batch, name="hookstream-postgres-writer"
+        )
         self._tasks: list[asyncio.Task[None]] = []
-        self._writer_task: asyncio.Task[None] | None = None
-        self._notifiers: list[LogNotifier] = []
         self._epoch = ""
         # Every commit this process publishes, its own or read from another's, lands here too.
         self._bodies = RecentBodies(event_cache_bytes)
         # Every seq up to here has been handed to the notifiers of this process.
         self._published_seq = 0
         self._behind = asyncio.Event()
+
+    @staticmethod
+    def _encode_filters(events: tuple[str, ...]) -> list[str]:
+        return list(events)
+
+    @staticmethod
+    def _encode_bool(value: bool) -> bool:
+        return value
 
     # Lifecycle
 
@@ -221,19 +192,15 @@ class PostgresStorage:
             await self._pool.close()
             self._pool = None
             raise
-        self._jobs = asyncio.Queue()
         self._behind = asyncio.Event()
-        self._writer_task = asyncio.create_task(self._write_loop(), name="hookstream-postgres-writer")
+        self._queue.start()
         self._tasks = [
             asyncio.create_task(self._listen_forever(), name="hookstream-postgres-listen"),
             asyncio.create_task(self._catch_up_forever(), name="hookstream-postgres-catch-up"),
         ]
 
     async def close(self) -> None:
-        if self._writer_task is not None:
-            self._jobs.put_nowait(None)
-            await self._writer_task
-            self._writer_task = None
+        await self._queue.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -256,9 +223,7 @@ class PostgresStorage:
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)"
             )
             applied = {row[0] for row in await conn.fetch("SELECT version FROM schema_migrations")}
-            for version, script in sorted(POSTGRES_MIGRATIONS):
-                if version in applied:
-                    continue
+            for version, script in pending_migrations(POSTGRES_MIGRATIONS, applied):
                 await conn.execute(script)
                 await conn.execute("INSERT INTO schema_migrations VALUES ($1, $2)", version, now_micros())
             await conn.execute(
@@ -267,53 +232,27 @@ class PostgresStorage:
             )
             await conn.execute("INSERT INTO log_head (id, seq) VALUES (true, 0) ON CONFLICT DO NOTHING")
 
-    def subscribe(self, notifier: LogNotifier) -> None:
-        self._notifiers.append(notifier)
-
     @property
     def pool(self) -> asyncpg.Pool:
         if self._pool is None:
             raise RuntimeError("storage is not open")
         return self._pool
 
-    async def ping(self) -> None:
-        await self.pool.fetchval("SELECT 1")
-
     # Writes
 
     async def _write(self, job: Job[T]) -> T:
-        if self._writer_task is None:
-            raise RuntimeError("storage is not open")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._jobs.put_nowait(_Pending(job, future))
-        return await future
+        result: T = await self._queue.submit(job)
+        return result
 
-    async def _write_loop(self) -> None:
-        stopping = False
-        while not stopping:
-            first = await self._jobs.get()
-            if first is None:
-                break
-            batch = [first]
-            while len(batch) < self._max_batch and not self._jobs.empty():
-                item = self._jobs.get_nowait()
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-            try:
-                await self._run_batch(batch)
-            except Exception as exc:  # the loop must outlive a lost connection
-                logger.exception("append batch failed")
-                for pending in batch:
-                    if not pending.future.done():
-                        pending.future.set_exception(exc)
+    async def _run_batch(self, live: list[Pending[Job[Any]]]) -> tuple[list[Outcome], list[Committed]]:
+        try:
+            return await self._run_transaction(live)
+        except Exception:
+            logger.exception("append batch failed")
+            raise
 
-    async def _run_batch(self, batch: list[_Pending]) -> None:
-        live = [pending for pending in batch if not pending.future.cancelled()]
-        if not live:
-            return
-        outcomes: list[tuple[_Pending, bool, Any]] = []
+    async def _run_transaction(self, live: list[Pending[Job[Any]]]) -> tuple[list[Outcome], list[Committed]]:
+        outcomes: list[Outcome] = []
         async with self.pool.acquire() as conn:
             transaction = conn.transaction()
             await transaction.start()
@@ -324,9 +263,9 @@ class PostgresStorage:
                 if len(live) == 1:
                     # Alone in its batch, a job needs no savepoint: its error undoes the whole transaction.
                     try:
-                        outcomes.append((live[0], True, await live[0].job(txn)))
+                        outcomes.append((True, await live[0].job(txn)))
                     except Exception as exc:
-                        outcomes.append((live[0], False, exc))
+                        outcomes.append((False, exc))
                         txn.committed.clear()
                         txn.head = start
                 else:
@@ -338,10 +277,10 @@ class PostgresStorage:
                         except Exception as exc:
                             del txn.committed[mark:]
                             txn.head = head
-                            outcomes.append((pending, False, exc))
+                            outcomes.append((False, exc))
                         else:
-                            outcomes.append((pending, True, result))
-                if not any(ok for _, ok, _ in outcomes):
+                            outcomes.append((True, result))
+                if not any(ok for ok, _ in outcomes):
                     await transaction.rollback()
                 else:
                     if txn.head != start:
@@ -357,23 +296,11 @@ class PostgresStorage:
                 with contextlib.suppress(Exception):
                     await transaction.rollback()
                 raise
-        if txn.committed:
-            self._committed_here(txn.committed)
-        for pending, ok, value in outcomes:
-            if pending.future.done():
-                continue
-            if ok:
-                pending.future.set_result(value)
-            else:
-                pending.future.set_exception(value)
+        return outcomes, txn.committed
 
-    def _publish(self, committed: Sequence[Committed]) -> None:
+    def _publish(self, committed: list[Committed]) -> None:
         self._published_seq = committed[-1].event.seq
-        add = self._bodies.add
-        for done in committed:
-            add(done.event.seq, done.event.body)
-        for notify in self._notifiers:
-            notify(committed, self._published_seq)
+        announce(committed, self._bodies, self._notifiers)
 
     def _committed_here(self, committed: list[Committed]) -> None:
         # Publish at once when nothing from other processes is still unread before these seqs.
@@ -458,6 +385,9 @@ class PostgresStorage:
 
     # Reads
 
+    async def ping(self) -> None:
+        await self.pool.fetchval("SELECT 1")
+
     async def log_state(self) -> LogState:
         row = await self.pool.fetchrow(
             "SELECT (SELECT seq FROM log_head), (SELECT value FROM meta WHERE key = 'pruned_through')"
@@ -467,8 +397,7 @@ class PostgresStorage:
 
     # API keys
 
-    async def create_api_key(self, key_id: str, name: str, key_hash: bytes, prefix: str) -> ApiKey:
-        created = now_micros()
+    async def _create_api_key(self, key_id: str, name: str, key_hash: bytes, prefix: str, created: int) -> ApiKey:
         await self.pool.execute(
             "INSERT INTO api_keys (id, name, key_hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5)",
             key_id,
@@ -481,33 +410,28 @@ class PostgresStorage:
 
     async def api_key_by_hash(self, key_hash: bytes) -> ApiKey | None:
         row = await self.pool.fetchrow(
-            "SELECT id, name, prefix, created_at, revoked_at FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+            f"SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
             key_hash,
         )
-        return _api_key(row) if row is not None else None
+        return api_key_from_row(row) if row is not None else None
 
     async def list_api_keys(self) -> list[ApiKey]:
-        rows = await self.pool.fetch(
-            "SELECT id, name, prefix, created_at, revoked_at FROM api_keys ORDER BY created_at DESC, id"
-        )
-        return [_api_key(row) for row in rows]
+        rows = await self.pool.fetch(f"SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at DESC, id")
+        return [api_key_from_row(row) for row in rows]
 
-    async def revoke_api_key(self, key_id: str) -> ApiKey | None:
-        if _unstorable(key_id):
-            return None
+    async def _revoke_api_key(self, key_id: str, revoked: int) -> ApiKey | None:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
-                "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL", now_micros(), key_id
+                "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL", revoked, key_id
             )
-            row = await conn.fetchrow(
-                "SELECT id, name, prefix, created_at, revoked_at FROM api_keys WHERE id = $1", key_id
-            )
-        return _api_key(row) if row is not None else None
+            row = await conn.fetchrow(f"SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = $1", key_id)
+        return api_key_from_row(row) if row is not None else None
 
     # Accounts
 
-    async def create_account(self, account_id: str, api_key_id: str, name: str | None, connector: str) -> Account:
-        created = now_micros()
+    async def _create_account(
+        self, account_id: str, api_key_id: str, name: str | None, connector: str, created: int
+    ) -> Account:
         try:
             await self.pool.execute(
                 "INSERT INTO accounts (id, api_key_id, name, connector, created_at) VALUES ($1, $2, $3, $4, $5)",
@@ -521,27 +445,23 @@ class PostgresStorage:
             raise AccountExists(account_id) from None
         return Account(account_id, api_key_id, name, connector, created, 0)
 
-    async def get_account(self, account_id: str) -> Account | None:
-        if _unstorable(account_id):
-            return None
+    async def _get_account(self, account_id: str) -> Account | None:
         row = await self.pool.fetchrow(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a WHERE a.id = $1", account_id)
-        return _account(row) if row is not None else None
+        return account_from_row(row) if row is not None else None
 
-    async def list_accounts(self, api_key_id: str) -> list[Account]:
+    async def _list_accounts(self, api_key_id: str) -> list[Account]:
         rows = await self.pool.fetch(
             f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a WHERE a.api_key_id = $1 ORDER BY a.created_at, a.id",
             api_key_id,
         )
-        return [_account(row) for row in rows]
+        return [account_from_row(row) for row in rows]
 
-    async def delete_account(self, account_id: str) -> list[Webhook]:
-        if _unstorable(account_id):
-            return []
+    async def _delete_account(self, account_id: str) -> list[Webhook]:
         async with self.pool.acquire() as conn, conn.transaction():
             # The account row first: it waits for a webhook being created, which the next statement then sees.
             await conn.execute("DELETE FROM accounts WHERE id = $1", account_id)
             rows = await conn.fetch(
-                f"DELETE FROM webhooks WHERE account_id = $1 RETURNING {_WEBHOOK_COLUMNS}", account_id
+                f"DELETE FROM webhooks WHERE account_id = $1 RETURNING {WEBHOOK_COLUMNS}", account_id
             )
             hooks = [_webhook(row) for row in rows]
             await conn.execute("DELETE FROM feed WHERE webhook_id = ANY($1::text[])", [hook.id for hook in hooks])
@@ -550,43 +470,29 @@ class PostgresStorage:
 
     # Webhooks
 
-    async def create_webhook(self, webhook: Webhook) -> WebhookChange:
+    async def _create_webhook(self, webhook: Webhook) -> WebhookChange:
         async with self.pool.acquire() as conn, conn.transaction():
             # FOR SHARE: the account cannot be deleted under the new webhook.
             if await conn.fetchval("SELECT 1 FROM accounts WHERE id = $1 FOR SHARE", webhook.account_id) is None:
                 raise UnknownAccount(webhook.account_id)
             await conn.execute(
-                f"INSERT INTO webhooks ({_WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                webhook.id,
-                webhook.account_id,
-                webhook.api_key_id,
-                webhook.url,
-                webhook.secret,
-                list(webhook.events),
-                webhook.compressed_delivery,
-                webhook.is_active,
-                webhook.status,
-                webhook.created_at,
-                webhook.updated_at,
+                f"INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                *webhook_values(webhook, self._encode_filters, self._encode_bool),
             )
             return WebhookChange(webhook, await _active_count(conn, webhook.account_id))
 
-    async def get_webhook(self, webhook_id: str) -> Webhook | None:
-        if _unstorable(webhook_id):
-            return None
-        row = await self.pool.fetchrow(f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1", webhook_id)
+    async def _get_webhook(self, webhook_id: str) -> Webhook | None:
+        row = await self.pool.fetchrow(f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1", webhook_id)
         return _webhook(row) if row is not None else None
 
-    async def list_webhooks(self, api_key_id: str, account_id: str | None = None) -> list[Webhook]:
-        if _unstorable(api_key_id, account_id):
-            return []
+    async def _list_webhooks(self, api_key_id: str, account_id: str | None) -> list[Webhook]:
         if account_id is None:
             rows = await self.pool.fetch(
-                f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE api_key_id = $1 ORDER BY created_at, id", api_key_id
+                f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE api_key_id = $1 ORDER BY created_at, id", api_key_id
             )
         else:
             rows = await self.pool.fetch(
-                f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE api_key_id = $1 AND account_id = $2"
+                f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE api_key_id = $1 AND account_id = $2"
                 " ORDER BY created_at, id",
                 api_key_id,
                 account_id,
@@ -594,40 +500,14 @@ class PostgresStorage:
         return [_webhook(row) for row in rows]
 
     async def active_webhooks(self) -> list[Webhook]:
-        rows = await self.pool.fetch(f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE is_active ORDER BY created_at, id")
+        rows = await self.pool.fetch(f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE is_active ORDER BY created_at, id")
         return [_webhook(row) for row in rows]
 
-    async def update_webhook(
-        self,
-        webhook_id: str,
-        *,
-        events: tuple[str, ...] | None = None,
-        url: str | None = None,
-        compressed_delivery: bool | None = None,
-        secret: str | None = None,
-        status: str | None = None,
-        is_active: bool | None = None,
-    ) -> WebhookChange | None:
-        if _unstorable(webhook_id):
-            return None
-        changes: dict[str, object] = {}
-        if events is not None:
-            changes["events"] = list(events)
-        if url is not None:
-            changes["url"] = url
-        if compressed_delivery is not None:
-            changes["compressed_delivery"] = compressed_delivery
-        if secret is not None:
-            changes["secret"] = secret
-        if status is not None:
-            changes["status"] = status
-        if is_active is not None:
-            changes["is_active"] = is_active
-        changes["updated_at"] = now_micros()
+    async def _update_webhook(self, webhook_id: str, changes: dict[str, object]) -> WebhookChange | None:
         assignments = ", ".join(f"{column} = ${number}" for number, column in enumerate(changes, start=2))
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                f"UPDATE webhooks SET {assignments} WHERE id = $1 RETURNING {_WEBHOOK_COLUMNS}",
+                f"UPDATE webhooks SET {assignments} WHERE id = $1 RETURNING {WEBHOOK_COLUMNS}",
                 webhook_id,
                 *changes.values(),
             )
@@ -636,11 +516,9 @@ class PostgresStorage:
             hook = _webhook(row)
             return WebhookChange(hook, await _active_count(conn, hook.account_id))
 
-    async def delete_webhook(self, webhook_id: str) -> WebhookChange | None:
-        if _unstorable(webhook_id):
-            return None
+    async def _delete_webhook(self, webhook_id: str) -> WebhookChange | None:
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(f"DELETE FROM webhooks WHERE id = $1 RETURNING {_WEBHOOK_COLUMNS}", webhook_id)
+            row = await conn.fetchrow(f"DELETE FROM webhooks WHERE id = $1 RETURNING {WEBHOOK_COLUMNS}", webhook_id)
             if row is None:
                 return None
             hook = _webhook(row)
@@ -650,17 +528,9 @@ class PostgresStorage:
 
     # The log
 
-    async def append(
-        self,
-        account_id: str,
-        events: Sequence[NewEvent],
-        *,
-        only_webhook_id: str | None = None,
-        require_monitored: bool = True,
+    async def _append(
+        self, account_id: str, events: Sequence[NewEvent], appended_at: int, plan: AppendPlan
     ) -> AppendResult:
-        matcher = self._matcher
-        appended_at = now_micros()
-
         async def job(txn: _Batch) -> AppendResult:
             conn = txn.conn
             # No row locks: a webhook deleted while this runs may keep orphan feed rows, which nobody
@@ -678,16 +548,7 @@ class PostgresStorage:
             if given:
                 rows = await conn.fetch("SELECT id, seq, account_id FROM events WHERE id = ANY($1::text[])", given)
                 existing = {row[0]: (row[1], row[2]) for row in rows}
-            result = plan_append(
-                account_id,
-                events,
-                head=txn.head,
-                existing=existing,
-                hooks=hooks,
-                matcher=matcher,
-                only_webhook_id=only_webhook_id,
-                require_monitored=require_monitored,
-            )
+            result = plan(head=txn.head, existing=existing, hooks=hooks)
             new = [c.event for c in result.committed]
             if new:
                 await conn.execute(
@@ -714,9 +575,7 @@ class PostgresStorage:
 
         return await self._write(job)
 
-    async def read_feed(self, webhook_id: str, after_seq: int, limit: int) -> FeedPage:
-        if _unstorable(webhook_id):
-            return FeedPage(events=(), has_more=False)
+    async def _read_feed(self, webhook_id: str, after_seq: int, limit: int) -> FeedPage:
         rows = await self.pool.fetch(
             "SELECT e.seq, e.id, e.account_id, e.type, e.body FROM feed f JOIN events e ON e.seq = f.seq"
             " WHERE f.webhook_id = $1 AND f.seq > $2 ORDER BY f.seq LIMIT $3",
@@ -728,6 +587,8 @@ class PostgresStorage:
         return FeedPage(events=events, has_more=len(rows) > limit)
 
     async def read_feed_joined(self, webhook_id: str, after_seq: int, limit: int) -> JoinedPage:
+        if unstorable(webhook_id):  # the guard of `Backend`, here to spare polling a coroutine
+            return JoinedPage(b"", 0, None, False, (await self.log_state()).pruned_through)
         bodies = self._bodies
         recent = bodies.holds_recent(after_seq, self._published_seq)
         if recent:
@@ -773,13 +634,7 @@ class PostgresStorage:
             ):
                 return 0
             rows = await conn.fetch("SELECT seq, appended_at FROM events ORDER BY seq LIMIT $1", batch_size)
-            through = 0
-            count = 0
-            for seq, appended_at in rows:
-                if appended_at >= older_than:
-                    break
-                through = seq
-                count += 1
+            through, count = prune_cutoff(rows, older_than)
             if count == 0:
                 return 0
             await conn.execute("DELETE FROM feed WHERE seq <= $1", through)
@@ -793,13 +648,13 @@ class PostgresStorage:
 
     # Custom-mode delivery
 
-    async def delivery_state(self, webhook_id: str) -> DeliveryState:
+    async def _delivery_state(self, webhook_id: str) -> DeliveryState:
         row = await self.pool.fetchrow(
             "SELECT cursor_seq, failing_since FROM delivery_state WHERE webhook_id = $1", webhook_id
         )
         return DeliveryState(row[0], row[1]) if row is not None else DeliveryState(0, None)
 
-    async def due_deliveries(self, webhook_id: str, now: int, limit: int) -> list[PendingDelivery]:
+    async def _due_deliveries(self, webhook_id: str, now: int, limit: int) -> list[PendingDelivery]:
         rows = await self.pool.fetch(
             "SELECT e.seq, e.id, e.account_id, e.type, e.body, d.attempts, d.next_attempt_at"
             " FROM deliveries d JOIN events e ON e.seq = d.seq"
@@ -810,29 +665,20 @@ class PostgresStorage:
         )
         return [PendingDelivery(StoredEvent(*row[:5]), row[5], row[6]) for row in rows]
 
-    async def next_delivery_due(self, webhook_id: str) -> int | None:
+    async def _next_delivery_due(self, webhook_id: str) -> int | None:
         due: int | None = await self.pool.fetchval(
             "SELECT min(next_attempt_at) FROM deliveries WHERE webhook_id = $1", webhook_id
         )
         return due
 
-    async def record_attempt(
-        self, attempt: DeliveryAttempt, *, from_cursor: int | None, next_attempt_at: int | None = None
+    async def _record_attempt(
+        self, attempt: DeliveryAttempt, from_cursor: int | None, next_attempt_at: int | None
     ) -> bool:
         key = (attempt.webhook_id, attempt.seq)
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
-                "INSERT INTO delivery_attempts (webhook_id, seq, event_id, attempt, outcome, status_code,"
-                " latency_ms, error, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                attempt.webhook_id,
-                attempt.seq,
-                attempt.event_id,
-                attempt.attempt,
-                attempt.outcome,
-                attempt.status_code,
-                attempt.latency_ms,
-                attempt.error,
-                attempt.created_at,
+                f"INSERT INTO delivery_attempts ({ATTEMPT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                *attempt_values(attempt),
             )
             if from_cursor is None:
                 if attempt.outcome == "retrying":
@@ -868,17 +714,17 @@ class PostgresStorage:
                 )
             return True
 
-    async def list_attempts(self, webhook_id: str, before_id: int | None, limit: int) -> list[DeliveryAttempt]:
+    async def _list_attempts(self, webhook_id: str, before_id: int | None, limit: int) -> list[DeliveryAttempt]:
         rows = await self.pool.fetch(
-            "SELECT webhook_id, seq, event_id, attempt, outcome, status_code, latency_ms, error, created_at, id"
-            " FROM delivery_attempts WHERE webhook_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+            f"SELECT {ATTEMPT_COLUMNS}, id FROM delivery_attempts"
+            " WHERE webhook_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
             webhook_id,
-            before_id if before_id is not None else 2**63 - 1,
+            before_id if before_id is not None else NO_ATTEMPT_ID,
             limit,
         )
         return [DeliveryAttempt(*row) for row in rows]
 
-    async def attempt_counts(self, webhook_id: str, since: int) -> tuple[int, int]:
+    async def _attempt_counts(self, webhook_id: str, since: int) -> tuple[int, int]:
         row = await self.pool.fetchrow(
             "SELECT count(*), count(*) FILTER (WHERE outcome <> 'delivered') FROM delivery_attempts"
             " WHERE webhook_id = $1 AND created_at >= $2",
@@ -888,7 +734,7 @@ class PostgresStorage:
         assert row is not None
         return int(row[0]), int(row[1])
 
-    async def set_failing_since(self, webhook_id: str, failing_since: int | None) -> None:
+    async def _set_failing_since(self, webhook_id: str, failing_since: int | None) -> None:
         await self.pool.execute(
             "INSERT INTO delivery_state (webhook_id, failing_since) VALUES ($1, $2)"
             " ON CONFLICT (webhook_id) DO UPDATE SET failing_since = excluded.failing_since",
@@ -896,10 +742,11 @@ class PostgresStorage:
             failing_since,
         )
 
-    async def recover_deliveries(self, webhook_id: str, after_seq: int) -> None:
+    async def _recover_deliveries(self, webhook_id: str, after_seq: int) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
-                "INSERT INTO delivery_state (webhook_id, cursor_seq) VALUES ($1, $2)"
+                # A fresh state's cursor is 0, and a recover never moves a cursor forward.
+                "INSERT INTO delivery_state (webhook_id) VALUES ($1)"
                 " ON CONFLICT (webhook_id) DO UPDATE SET cursor_seq = least(delivery_state.cursor_seq, $2)",
                 webhook_id,
                 after_seq,
@@ -910,7 +757,7 @@ class PostgresStorage:
     # Monitors and metering. SQLite serializes these through its one writer; here row locks do:
     # the lease row is taken with a conditional upsert, which re-checks its condition under the lock.
 
-    async def start_monitor(
+    async def _start_monitor(
         self, account_id: str, api_key_id: str, owner: str, at: int, lease_now: int, lease_until: int
     ) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -944,7 +791,7 @@ class PostgresStorage:
             )
             return True
 
-    async def checkpoint_monitors(self, owner: str, at: int, lease_until: int) -> set[str]:
+    async def _checkpoint_monitors(self, owner: str, at: int, lease_until: int) -> set[str]:
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 "UPDATE monitor_leases SET expires_at = $1 WHERE owner = $2 RETURNING account_id", lease_until, owner
@@ -957,7 +804,7 @@ class PostgresStorage:
             )
         return {row[0] for row in rows}
 
-    async def stop_monitor(self, account_id: str, owner: str, at: int) -> None:
+    async def _stop_monitor(self, account_id: str, owner: str, at: int) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "UPDATE monitor_intervals SET stopped_at = greatest(checkpoint_at, $1),"
@@ -969,7 +816,7 @@ class PostgresStorage:
             )
             await conn.execute("DELETE FROM monitor_leases WHERE account_id = $1 AND owner = $2", account_id, owner)
 
-    async def set_monitor_status(self, account_id: str, owner: str, status: str, reason: str | None) -> None:
+    async def _set_monitor_status(self, account_id: str, owner: str, status: str, reason: str | None) -> None:
         await self.pool.execute(
             "UPDATE monitor_leases SET status = $1, reason = $2 WHERE account_id = $3 AND owner = $4",
             status,
@@ -978,11 +825,9 @@ class PostgresStorage:
             owner,
         )
 
-    async def monitor_lease(self, account_id: str) -> MonitorLease | None:
-        if _unstorable(account_id):
-            return None
+    async def _monitor_lease(self, account_id: str) -> MonitorLease | None:
         row = await self.pool.fetchrow(
-            "SELECT account_id, owner, expires_at, status, reason FROM monitor_leases WHERE account_id = $1",
+            f"SELECT {LEASE_COLUMNS} FROM monitor_leases WHERE account_id = $1",
             account_id,
         )
         return MonitorLease(*row) if row is not None else None
@@ -998,12 +843,9 @@ class PostgresStorage:
             await conn.execute("DELETE FROM monitor_leases WHERE expires_at <= $1", lease_now)
         return len(closed)
 
-    async def monitor_intervals(self, account_id: str, api_key_id: str) -> list[MonitorInterval]:
-        if _unstorable(account_id, api_key_id):
-            return []
+    async def _monitor_intervals(self, account_id: str, api_key_id: str) -> list[MonitorInterval]:
         rows = await self.pool.fetch(
-            "SELECT started_at, checkpoint_at, stopped_at FROM monitor_intervals"
-            " WHERE account_id = $1 AND api_key_id = $2 ORDER BY id",
+            f"SELECT {INTERVAL_COLUMNS} FROM monitor_intervals WHERE account_id = $1 AND api_key_id = $2 ORDER BY id",
             account_id,
             api_key_id,
         )

@@ -25,7 +25,6 @@ import os
 import secrets
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,8 +32,25 @@ from typing import Any, TypeVar
 
 import orjson
 
-from storage._append import plan_append
+from storage._backend import AppendPlan, Backend
 from storage._bodies import RecentBodies, gapless_seqs
+from storage._clock import now_micros
+from storage._rows import (
+    API_KEY_COLUMNS,
+    ATTEMPT_COLUMNS,
+    INTERVAL_COLUMNS,
+    LEASE_COLUMNS,
+    NO_ATTEMPT_ID,
+    WEBHOOK_COLUMNS,
+    account_from_row,
+    api_key_from_row,
+    attempt_values,
+    prune_cutoff,
+    webhook_from_row,
+    webhook_values,
+)
+from storage._text import unstorable
+from storage._writer import GroupCommit, Outcome, Pending, announce
 from storage.base import (
     Account,
     AccountExists,
@@ -46,7 +62,6 @@ from storage.base import (
     FeedMatcher,
     FeedPage,
     JoinedPage,
-    LogNotifier,
     LogState,
     MonitorInterval,
     MonitorLease,
@@ -57,7 +72,7 @@ from storage.base import (
     Webhook,
     WebhookChange,
 )
-from storage.migrations import SQLITE_MIGRATIONS
+from storage.migrations import SQLITE_MIGRATIONS, pending_migrations
 
 T = TypeVar("T")
 Job = Callable[["_Transaction"], T]
@@ -66,9 +81,6 @@ Job = Callable[["_Transaction"], T]
 _MAX_PARAMS = 900
 # Rows per multi-row INSERT: 128 events are 768 parameters, under SQLite's older limit of 999.
 _INSERT_CHUNK = 128
-_WEBHOOK_COLUMNS = (
-    "id, account_id, api_key_id, url, secret, events, compressed_delivery, is_active, status, created_at, updated_at"
-)
 _ACCOUNT_COLUMNS = (
     "a.id, a.api_key_id, a.name, a.connector, a.created_at, "
     "(SELECT count(*) FROM webhooks w WHERE w.account_id = a.id AND w.is_active = 1)"
@@ -102,39 +114,13 @@ _FEED_BODIES = (
 )
 
 
-def now_micros() -> int:
-    return time.time_ns() // 1000
-
-
 @functools.lru_cache(maxsize=4096)
 def _filters(text: str) -> tuple[str, ...]:
     return tuple(orjson.loads(text))
 
 
 def _webhook(row: sqlite3.Row | tuple[Any, ...]) -> Webhook:
-    return Webhook(
-        id=row[0],
-        account_id=row[1],
-        api_key_id=row[2],
-        url=row[3],
-        secret=row[4],
-        events=_filters(row[5]),
-        compressed_delivery=bool(row[6]),
-        is_active=bool(row[7]),
-        status=row[8],
-        created_at=row[9],
-        updated_at=row[10],
-    )
-
-
-def _account(row: sqlite3.Row | tuple[Any, ...]) -> Account:
-    return Account(
-        id=row[0], api_key_id=row[1], name=row[2], connector=row[3], created_at=row[4], active_webhooks=row[5]
-    )
-
-
-def _api_key(row: sqlite3.Row | tuple[Any, ...]) -> ApiKey:
-    return ApiKey(id=row[0], name=row[1], prefix=row[2], created_at=row[3], revoked_at=row[4])
+    return webhook_from_row(row, _filters(row[5]))
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
@@ -152,13 +138,7 @@ class _Transaction:
     head: int | None = None
 
 
-@dataclass
-class _Pending:
-    job: Job[Any]
-    future: asyncio.Future[Any]
-
-
-class SQLiteStorage:
+class SQLiteStorage(Backend):
     """The default backend: a single SQLite file in WAL mode."""
 
     def __init__(
@@ -171,20 +151,27 @@ class SQLiteStorage:
         max_batch: int = 256,
         event_cache_bytes: int = 64 << 20,
     ) -> None:
+        super().__init__(matcher)
         self.path = path
-        self._matcher = matcher
         self._synchronous = synchronous
-        self._max_batch = max_batch
         self._writer: sqlite3.Connection | None = None
         self._writer_thread: ThreadPoolExecutor | None = None
         self._readers = _ReadPool(path, readers, self._pragmas())
-        self._jobs: asyncio.Queue[_Pending | None] = asyncio.Queue()
-        self._writer_task: asyncio.Task[None] | None = None
-        self._notifiers: list[LogNotifier] = []
+        self._queue: GroupCommit[Job[Any]] = GroupCommit(
+            self._run_batch, self._publish, max_batch=max_batch, name="hookstream-sqlite-writer"
+        )
         self._epoch = ""
         self._bodies = RecentBodies(event_cache_bytes)
         # The newest seq this process knows committed: what "near the head" is measured from.
         self._head_seq = 0
+
+    @staticmethod
+    def _encode_filters(events: tuple[str, ...]) -> str:
+        return orjson.dumps(events).decode()
+
+    @staticmethod
+    def _encode_bool(value: bool) -> int:
+        return int(value)
 
     # Lifecycle
 
@@ -197,13 +184,10 @@ class SQLiteStorage:
         rows = await self._readers.query("SELECT value FROM meta WHERE key = 'epoch'")
         self._epoch = rows[0][0]
         self._head_seq = (await self.log_state()).head_seq
-        self._writer_task = asyncio.create_task(self._write_loop(), name="hookstream-sqlite-writer")
+        self._queue.start()
 
     async def close(self) -> None:
-        if self._writer_task is not None:
-            self._jobs.put_nowait(None)
-            await self._writer_task
-            self._writer_task = None
+        await self._queue.stop()
         self._readers.close()
         if self._writer is not None:
             await self._on_writer(self._writer.close)
@@ -236,61 +220,22 @@ class SQLiteStorage:
         _migrate(conn)
         return conn
 
-    def subscribe(self, notifier: LogNotifier) -> None:
-        self._notifiers.append(notifier)
-
-    async def ping(self) -> None:
-        await self._readers.query("SELECT 1")
-
     # Reads and writes
 
     async def _write(self, job: Job[T]) -> T:
-        if self._writer_task is None:
-            raise RuntimeError("storage is not open")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._jobs.put_nowait(_Pending(job, future))
-        return await future
+        result: T = await self._queue.submit(job)
+        return result
 
-    async def _write_loop(self) -> None:
+    async def _run_batch(self, batch: list[Pending[Job[Any]]]) -> tuple[list[Outcome], list[Committed]]:
         assert self._writer is not None
-        conn = self._writer
-        stopping = False
-        while not stopping:
-            first = await self._jobs.get()
-            if first is None:
-                break
-            batch = [first]
-            while len(batch) < self._max_batch and not self._jobs.empty():
-                item = self._jobs.get_nowait()
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-            # Jobs cancelled while queued are dropped here, on the loop, before the batch starts.
-            live = [pending for pending in batch if not pending.future.cancelled()]
-            if not live:
-                continue
-            try:
-                outcomes, committed = await self._on_writer(functools.partial(_run_batch, conn, live))
-            except Exception as exc:
-                for pending in live:
-                    if not pending.future.done():
-                        pending.future.set_exception(exc)
-                continue
-            if committed:
-                head = self._head_seq = committed[-1].event.seq
-                add = self._bodies.add
-                for done in committed:
-                    add(done.event.seq, done.event.body)
-                for notify in self._notifiers:
-                    notify(committed, head)
-            for pending, (ok, value) in zip(live, outcomes, strict=True):
-                if pending.future.done():
-                    continue
-                if ok:
-                    pending.future.set_result(value)
-                else:
-                    pending.future.set_exception(value)
+        return await self._on_writer(functools.partial(_run_transaction, self._writer, batch))
+
+    def _publish(self, committed: list[Committed]) -> None:
+        self._head_seq = committed[-1].event.seq
+        announce(committed, self._bodies, self._notifiers)
+
+    async def ping(self) -> None:
+        await self._readers.query("SELECT 1")
 
     async def log_state(self) -> LogState:
         rows = await self._readers.query(
@@ -303,8 +248,7 @@ class SQLiteStorage:
 
     # API keys
 
-    async def create_api_key(self, key_id: str, name: str, key_hash: bytes, prefix: str) -> ApiKey:
-        created = now_micros()
+    async def _create_api_key(self, key_id: str, name: str, key_hash: bytes, prefix: str, created: int) -> ApiKey:
 
         def job(txn: _Transaction) -> ApiKey:
             txn.conn.execute(
@@ -317,35 +261,31 @@ class SQLiteStorage:
 
     async def api_key_by_hash(self, key_hash: bytes) -> ApiKey | None:
         rows = await self._readers.query(
-            "SELECT id, name, prefix, created_at, revoked_at FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
+            f"SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
             (key_hash,),
         )
-        return _api_key(rows[0]) if rows else None
+        return api_key_from_row(rows[0]) if rows else None
 
     async def list_api_keys(self) -> list[ApiKey]:
-        rows = await self._readers.query(
-            "SELECT id, name, prefix, created_at, revoked_at FROM api_keys ORDER BY created_at DESC, id"
-        )
-        return [_api_key(row) for row in rows]
+        rows = await self._readers.query(f"SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at DESC, id")
+        return [api_key_from_row(row) for row in rows]
 
-    async def revoke_api_key(self, key_id: str) -> ApiKey | None:
-        revoked = now_micros()
+    async def _revoke_api_key(self, key_id: str, revoked: int) -> ApiKey | None:
 
         def job(txn: _Transaction) -> ApiKey | None:
             txn.conn.execute(
                 "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (revoked, key_id)
             )
-            rows = list(
-                _rows(txn.conn, "SELECT id, name, prefix, created_at, revoked_at FROM api_keys WHERE id = ?", (key_id,))
-            )
-            return _api_key(rows[0]) if rows else None
+            rows = _rows(txn.conn, f"SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,))
+            return api_key_from_row(rows[0]) if rows else None
 
         return await self._write(job)
 
     # Accounts
 
-    async def create_account(self, account_id: str, api_key_id: str, name: str | None, connector: str) -> Account:
-        created = now_micros()
+    async def _create_account(
+        self, account_id: str, api_key_id: str, name: str | None, connector: str, created: int
+    ) -> Account:
 
         def job(txn: _Transaction) -> Account:
             try:
@@ -359,20 +299,21 @@ class SQLiteStorage:
 
         return await self._write(job)
 
-    async def get_account(self, account_id: str) -> Account | None:
+    async def _get_account(self, account_id: str) -> Account | None:
         rows = await self._readers.query(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a WHERE a.id = ?", (account_id,))
-        return _account(rows[0]) if rows else None
+        return account_from_row(rows[0]) if rows else None
 
-    async def list_accounts(self, api_key_id: str) -> list[Account]:
+    async def _list_accounts(self, api_key_id: str) -> list[Account]:
         rows = await self._readers.query(
             f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a WHERE a.api_key_id = ? ORDER BY a.created_at, a.id",
             (api_key_id,),
         )
-        return [_account(row) for row in rows]
+        return [account_from_row(row) for row in rows]
 
-    async def delete_account(self, account_id: str) -> list[Webhook]:
+    async def _delete_account(self, account_id: str) -> list[Webhook]:
+
         def job(txn: _Transaction) -> list[Webhook]:
-            rows = _rows(txn.conn, f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE account_id = ?", (account_id,))
+            rows = _rows(txn.conn, f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE account_id = ?", (account_id,))
             hooks = [_webhook(row) for row in rows]
             txn.conn.executemany("DELETE FROM feed WHERE webhook_id = ?", [(h.id,) for h in hooks])
             _forget_deliveries(txn.conn, [h.id for h in hooks])
@@ -384,37 +325,26 @@ class SQLiteStorage:
 
     # Webhooks
 
-    async def create_webhook(self, webhook: Webhook) -> WebhookChange:
+    async def _create_webhook(self, webhook: Webhook) -> WebhookChange:
+
         def job(txn: _Transaction) -> WebhookChange:
             found = _rows(txn.conn, "SELECT 1 FROM accounts WHERE id = ?", (webhook.account_id,))
             if not list(found):
                 raise UnknownAccount(webhook.account_id)
             txn.conn.execute(
-                f"INSERT INTO webhooks ({_WEBHOOK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    webhook.id,
-                    webhook.account_id,
-                    webhook.api_key_id,
-                    webhook.url,
-                    webhook.secret,
-                    orjson.dumps(webhook.events).decode(),
-                    int(webhook.compressed_delivery),
-                    int(webhook.is_active),
-                    webhook.status,
-                    webhook.created_at,
-                    webhook.updated_at,
-                ),
+                f"INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                webhook_values(webhook, self._encode_filters, self._encode_bool),
             )
             return WebhookChange(webhook, _active_count(txn.conn, webhook.account_id))
 
         return await self._write(job)
 
-    async def get_webhook(self, webhook_id: str) -> Webhook | None:
-        rows = await self._readers.query(f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?", (webhook_id,))
+    async def _get_webhook(self, webhook_id: str) -> Webhook | None:
+        rows = await self._readers.query(f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?", (webhook_id,))
         return _webhook(rows[0]) if rows else None
 
-    async def list_webhooks(self, api_key_id: str, account_id: str | None = None) -> list[Webhook]:
-        sql = f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE api_key_id = ?"
+    async def _list_webhooks(self, api_key_id: str, account_id: str | None) -> list[Webhook]:
+        sql = f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE api_key_id = ?"
         params: tuple[str, ...] = (api_key_id,)
         if account_id is not None:
             sql += " AND account_id = ?"
@@ -424,35 +354,11 @@ class SQLiteStorage:
 
     async def active_webhooks(self) -> list[Webhook]:
         rows = await self._readers.query(
-            f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE is_active = 1 ORDER BY created_at, id"
+            f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE is_active = 1 ORDER BY created_at, id"
         )
         return [_webhook(row) for row in rows]
 
-    async def update_webhook(
-        self,
-        webhook_id: str,
-        *,
-        events: tuple[str, ...] | None = None,
-        url: str | None = None,
-        compressed_delivery: bool | None = None,
-        secret: str | None = None,
-        status: str | None = None,
-        is_active: bool | None = None,
-    ) -> WebhookChange | None:
-        changes: dict[str, object] = {}
-        if events is not None:
-            changes["events"] = orjson.dumps(events).decode()
-        if url is not None:
-            changes["url"] = url
-        if compressed_delivery is not None:
-            changes["compressed_delivery"] = int(compressed_delivery)
-        if secret is not None:
-            changes["secret"] = secret
-        if status is not None:
-            changes["status"] = status
-        if is_active is not None:
-            changes["is_active"] = int(is_active)
-        changes["updated_at"] = now_micros()
+    async def _update_webhook(self, webhook_id: str, changes: dict[str, object]) -> WebhookChange | None:
         assignments = ", ".join(f"{column} = ?" for column in changes)
 
         def job(txn: _Transaction) -> WebhookChange | None:
@@ -461,15 +367,16 @@ class SQLiteStorage:
             )
             if cursor.rowcount == 0:
                 return None
-            rows = list(_rows(txn.conn, f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?", (webhook_id,)))
+            rows = list(_rows(txn.conn, f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?", (webhook_id,)))
             hook = _webhook(rows[0])
             return WebhookChange(hook, _active_count(txn.conn, hook.account_id))
 
         return await self._write(job)
 
-    async def delete_webhook(self, webhook_id: str) -> WebhookChange | None:
+    async def _delete_webhook(self, webhook_id: str) -> WebhookChange | None:
+
         def job(txn: _Transaction) -> WebhookChange | None:
-            rows = list(_rows(txn.conn, f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?", (webhook_id,)))
+            rows = list(_rows(txn.conn, f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?", (webhook_id,)))
             if not rows:
                 return None
             hook = _webhook(rows[0])
@@ -482,16 +389,9 @@ class SQLiteStorage:
 
     # The log
 
-    async def append(
-        self,
-        account_id: str,
-        events: Sequence[NewEvent],
-        *,
-        only_webhook_id: str | None = None,
-        require_monitored: bool = True,
+    async def _append(
+        self, account_id: str, events: Sequence[NewEvent], appended_at: int, plan: AppendPlan
     ) -> AppendResult:
-        matcher = self._matcher
-        appended_at = now_micros()
 
         def job(txn: _Transaction) -> AppendResult:
             conn = txn.conn
@@ -513,16 +413,7 @@ class SQLiteStorage:
             if txn.head is None:
                 head_rows = _rows(conn, "SELECT seq FROM sqlite_sequence WHERE name = 'events'")
                 txn.head = head_rows[0][0] if head_rows else 0
-            result = plan_append(
-                account_id,
-                events,
-                head=txn.head,
-                existing=existing,
-                hooks=hooks,
-                matcher=matcher,
-                only_webhook_id=only_webhook_id,
-                require_monitored=require_monitored,
-            )
+            result = plan(head=txn.head, existing=existing, hooks=hooks)
             if result.committed:
                 _insert_rows(
                     conn,
@@ -542,7 +433,8 @@ class SQLiteStorage:
 
         return await self._write(job)
 
-    async def read_feed(self, webhook_id: str, after_seq: int, limit: int) -> FeedPage:
+    async def _read_feed(self, webhook_id: str, after_seq: int, limit: int) -> FeedPage:
+
         def read(conn: sqlite3.Connection) -> FeedPage:
             rows = conn.execute(
                 "SELECT e.seq, e.id, e.account_id, e.type, e.body FROM feed f JOIN events e ON e.seq = f.seq"
@@ -555,6 +447,8 @@ class SQLiteStorage:
         return await self._readers.run(read)
 
     async def read_feed_joined(self, webhook_id: str, after_seq: int, limit: int) -> JoinedPage:
+        if unstorable(webhook_id):  # the guard of `Backend`, here to spare polling a coroutine
+            return JoinedPage(b"", 0, None, False, (await self.log_state()).pruned_through)
         bodies = self._bodies
         if bodies.holds_recent(after_seq, self._head_seq):
             page, read_rows = await self._readers.run(
@@ -582,14 +476,8 @@ class SQLiteStorage:
 
         def job(txn: _Transaction) -> int:
             conn = txn.conn
-            rows = list(_rows(conn, "SELECT seq, appended_at FROM events ORDER BY seq LIMIT ?", (batch_size,)))
-            through = 0
-            count = 0
-            for seq, appended_at in rows:
-                if appended_at >= older_than:
-                    break
-                through = seq
-                count += 1
+            rows = _rows(conn, "SELECT seq, appended_at FROM events ORDER BY seq LIMIT ?", (batch_size,))
+            through, count = prune_cutoff(rows, older_than)
             if count == 0:
                 return 0
             hooks = _rows(conn, "SELECT id FROM webhooks")
@@ -604,13 +492,13 @@ class SQLiteStorage:
 
     # Custom-mode delivery
 
-    async def delivery_state(self, webhook_id: str) -> DeliveryState:
+    async def _delivery_state(self, webhook_id: str) -> DeliveryState:
         rows = await self._readers.query(
             "SELECT cursor_seq, failing_since FROM delivery_state WHERE webhook_id = ?", (webhook_id,)
         )
         return DeliveryState(rows[0][0], rows[0][1]) if rows else DeliveryState(0, None)
 
-    async def due_deliveries(self, webhook_id: str, now: int, limit: int) -> list[PendingDelivery]:
+    async def _due_deliveries(self, webhook_id: str, now: int, limit: int) -> list[PendingDelivery]:
         rows = await self._readers.query(
             "SELECT e.seq, e.id, e.account_id, e.type, e.body, d.attempts, d.next_attempt_at"
             " FROM deliveries d JOIN events e ON e.seq = d.seq"
@@ -619,31 +507,21 @@ class SQLiteStorage:
         )
         return [PendingDelivery(StoredEvent(*row[:5]), row[5], row[6]) for row in rows]
 
-    async def next_delivery_due(self, webhook_id: str) -> int | None:
+    async def _next_delivery_due(self, webhook_id: str) -> int | None:
         rows = await self._readers.query(
             "SELECT min(next_attempt_at) FROM deliveries WHERE webhook_id = ?", (webhook_id,)
         )
         return rows[0][0] if rows else None
 
-    async def record_attempt(
-        self, attempt: DeliveryAttempt, *, from_cursor: int | None, next_attempt_at: int | None = None
+    async def _record_attempt(
+        self, attempt: DeliveryAttempt, from_cursor: int | None, next_attempt_at: int | None
     ) -> bool:
+
         def job(txn: _Transaction) -> bool:
             conn = txn.conn
             conn.execute(
-                "INSERT INTO delivery_attempts (webhook_id, seq, event_id, attempt, outcome, status_code,"
-                " latency_ms, error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    attempt.webhook_id,
-                    attempt.seq,
-                    attempt.event_id,
-                    attempt.attempt,
-                    attempt.outcome,
-                    attempt.status_code,
-                    attempt.latency_ms,
-                    attempt.error,
-                    attempt.created_at,
-                ),
+                f"INSERT INTO delivery_attempts ({ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                attempt_values(attempt),
             )
             key = (attempt.webhook_id, attempt.seq)
             if from_cursor is None:
@@ -672,15 +550,15 @@ class SQLiteStorage:
 
         return await self._write(job)
 
-    async def list_attempts(self, webhook_id: str, before_id: int | None, limit: int) -> list[DeliveryAttempt]:
+    async def _list_attempts(self, webhook_id: str, before_id: int | None, limit: int) -> list[DeliveryAttempt]:
         rows = await self._readers.query(
-            "SELECT webhook_id, seq, event_id, attempt, outcome, status_code, latency_ms, error, created_at, id"
-            " FROM delivery_attempts WHERE webhook_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
-            (webhook_id, before_id if before_id is not None else 2**63 - 1, limit),
+            f"SELECT {ATTEMPT_COLUMNS}, id FROM delivery_attempts"
+            " WHERE webhook_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+            (webhook_id, before_id if before_id is not None else NO_ATTEMPT_ID, limit),
         )
         return [DeliveryAttempt(*row) for row in rows]
 
-    async def attempt_counts(self, webhook_id: str, since: int) -> tuple[int, int]:
+    async def _attempt_counts(self, webhook_id: str, since: int) -> tuple[int, int]:
         rows = await self._readers.query(
             "SELECT count(*), coalesce(sum(outcome != 'delivered'), 0) FROM delivery_attempts"
             " WHERE webhook_id = ? AND created_at >= ?",
@@ -688,7 +566,8 @@ class SQLiteStorage:
         )
         return int(rows[0][0]), int(rows[0][1])
 
-    async def set_failing_since(self, webhook_id: str, failing_since: int | None) -> None:
+    async def _set_failing_since(self, webhook_id: str, failing_since: int | None) -> None:
+
         def job(txn: _Transaction) -> None:
             txn.conn.execute("INSERT OR IGNORE INTO delivery_state (webhook_id) VALUES (?)", (webhook_id,))
             txn.conn.execute(
@@ -697,7 +576,8 @@ class SQLiteStorage:
 
         await self._write(job)
 
-    async def recover_deliveries(self, webhook_id: str, after_seq: int) -> None:
+    async def _recover_deliveries(self, webhook_id: str, after_seq: int) -> None:
+
         def job(txn: _Transaction) -> None:
             conn = txn.conn
             conn.execute("INSERT OR IGNORE INTO delivery_state (webhook_id) VALUES (?)", (webhook_id,))
@@ -712,9 +592,10 @@ class SQLiteStorage:
 
     # Monitors and metering
 
-    async def start_monitor(
+    async def _start_monitor(
         self, account_id: str, api_key_id: str, owner: str, at: int, lease_now: int, lease_until: int
     ) -> bool:
+
         def job(txn: _Transaction) -> bool:
             conn = txn.conn
             rows = _rows(conn, "SELECT owner, expires_at FROM monitor_leases WHERE account_id = ?", (account_id,))
@@ -747,7 +628,8 @@ class SQLiteStorage:
 
         return await self._write(job)
 
-    async def checkpoint_monitors(self, owner: str, at: int, lease_until: int) -> set[str]:
+    async def _checkpoint_monitors(self, owner: str, at: int, lease_until: int) -> set[str]:
+
         def job(txn: _Transaction) -> set[str]:
             conn = txn.conn
             conn.execute("UPDATE monitor_leases SET expires_at = ? WHERE owner = ?", (lease_until, owner))
@@ -761,7 +643,8 @@ class SQLiteStorage:
 
         return await self._write(job)
 
-    async def stop_monitor(self, account_id: str, owner: str, at: int) -> None:
+    async def _stop_monitor(self, account_id: str, owner: str, at: int) -> None:
+
         def job(txn: _Transaction) -> None:
             conn = txn.conn
             conn.execute(
@@ -773,7 +656,7 @@ class SQLiteStorage:
 
         await self._write(job)
 
-    async def set_monitor_status(self, account_id: str, owner: str, status: str, reason: str | None) -> None:
+    async def _set_monitor_status(self, account_id: str, owner: str, status: str, reason: str | None) -> None:
         def job(txn: _Transaction) -> None:
             txn.conn.execute(
                 "UPDATE monitor_leases SET status = ?, reason = ? WHERE account_id = ? AND owner = ?",
@@ -782,9 +665,9 @@ class SQLiteStorage:
 
         await self._write(job)
 
-    async def monitor_lease(self, account_id: str) -> MonitorLease | None:
+    async def _monitor_lease(self, account_id: str) -> MonitorLease | None:
         rows = await self._readers.query(
-            "SELECT account_id, owner, expires_at, status, reason FROM monitor_leases WHERE account_id = ?",
+            f"SELECT {LEASE_COLUMNS} FROM monitor_leases WHERE account_id = ?",
             (account_id,),
         )
         return MonitorLease(*rows[0]) if rows else None
@@ -803,10 +686,9 @@ class SQLiteStorage:
 
         return await self._write(job)
 
-    async def monitor_intervals(self, account_id: str, api_key_id: str) -> list[MonitorInterval]:
+    async def _monitor_intervals(self, account_id: str, api_key_id: str) -> list[MonitorInterval]:
         rows = await self._readers.query(
-            "SELECT started_at, checkpoint_at, stopped_at FROM monitor_intervals"
-            " WHERE account_id = ? AND api_key_id = ? ORDER BY id",
+            f"SELECT {INTERVAL_COLUMNS} FROM monitor_intervals WHERE account_id = ? AND api_key_id = ? ORDER BY id",
             (account_id, api_key_id),
         )
         return [MonitorInterval(*row) for row in rows]
@@ -845,10 +727,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
     try:
         conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER)")
         applied = {row[0] for row in _rows(conn, "SELECT version FROM schema_migrations")}
-        # In version order, whatever order they were appended in; a missing number is no error.
-        for version, script in sorted(SQLITE_MIGRATIONS):
-            if version in applied:
-                continue
+        for version, script in pending_migrations(SQLITE_MIGRATIONS, applied):
             for statement in script.split(";\n"):
                 if statement.strip():
                     conn.execute(statement)
@@ -861,14 +740,14 @@ def _migrate(conn: sqlite3.Connection) -> None:
         raise
 
 
-def _run_batch(conn: sqlite3.Connection, batch: list[_Pending]) -> tuple[list[tuple[bool, Any]], list[Committed]]:
+def _run_transaction(conn: sqlite3.Connection, batch: list[Pending[Job[Any]]]) -> tuple[list[Outcome], list[Committed]]:
     """Run queued jobs in one transaction, on the writer's thread: one hop and one fsync for all of them.
 
     Each job gets a savepoint, so one job's error undoes only that job; its outcome is its
     result or its exception. A lone job needs no savepoint: its failure is the transaction's.
     """
     txn = _Transaction(conn)
-    outcomes: list[tuple[bool, Any]] = []
+    outcomes: list[Outcome] = []
     savepoints = len(batch) > 1
     try:
         conn.execute("BEGIN IMMEDIATE")

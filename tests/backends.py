@@ -24,13 +24,12 @@ def open_backend(name: str, tmp_path: Path, schema: str | None = None) -> Storag
     url = os.environ.get(POSTGRES_URL_VARIABLE)
     if not url:
         pytest.skip(f"postgres backend: set {POSTGRES_URL_VARIABLE}=postgresql://… to run it")
-    if importlib.util.find_spec("storage.postgres") is None:
-        pytest.skip("postgres backend: storage.postgres does not exist yet")
-    from storage.postgres import PostgresStorage  # type: ignore[import-not-found,unused-ignore]
+    if importlib.util.find_spec("asyncpg") is None:
+        pytest.skip("postgres backend: asyncpg is not installed")
+    from storage.postgres import PostgresStorage
 
     # A schema per test, so runs sharing one database never see each other's data.
-    backend: Storage = PostgresStorage(url, matcher=filter_matches, schema=schema or f"t_{uuid4().hex[:12]}")
-    return backend
+    return PostgresStorage(url, matcher=filter_matches, schema=schema or f"t_{uuid4().hex[:12]}")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

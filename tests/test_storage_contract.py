@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import dataclasses
 import hashlib
+import inspect
+import os
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from uuid import uuid4
 
 import pytest
@@ -13,10 +21,14 @@ import pytest
 from storage.base import (
     AccountExists,
     AccountNotMonitored,
+    DeliveryAttempt,
+    DeliveryState,
     EventIdConflict,
+    MonitorInterval,
     NewEvent,
     Storage,
     UnknownAccount,
+    UnstorableText,
     Webhook,
 )
 
@@ -28,8 +40,8 @@ KEY = "key_contract"
 def event(event_type: str = "message.new", event_id: str | None = None) -> NewEvent:
     """A minimal event whose envelope is easy to check."""
     identifier = event_id or f"evt_{uuid4().hex}"
-    head = b'{"id":"' + identifier.encode() + b'","seq":'
-    tail = b',"type":"' + event_type.encode() + b'"}'
+    head = b'{"id":"' + identifier.encode(errors="surrogatepass") + b'","seq":'
+    tail = b',"type":"' + event_type.encode(errors="surrogatepass") + b'"}'
     return NewEvent(id=identifier, type=event_type, head=head, tail=tail)
 
 
@@ -389,3 +401,477 @@ async def test_another_instance_serves_the_same_pages_of_events_it_did_not_commi
                 assert page.has_more is (expected[-1].seq != truth.events[-1].seq)
     finally:
         await other.close()
+
+
+# Monitors. Lease times are whatever the caller says they are: storage only compares them.
+
+START, LATER = 1_000, 2_000  # metering-clock µs
+NOW, UNTIL = 10_000, 20_000  # wall-clock µs of a lease
+
+
+async def monitored_by(storage: Storage, owner: str, *, at: int = START, until: int = UNTIL) -> str:
+    """A new account whose monitor lease `owner` has just taken."""
+    account_id = f"acc_{uuid4().hex[:8]}"
+    await storage.create_account(account_id, KEY, None, "ingest")
+    assert await storage.start_monitor(account_id, KEY, owner, at, NOW, until)
+    return account_id
+
+
+async def test_start_monitor_takes_a_free_lease_and_opens_an_interval(storage_backend: Storage) -> None:
+    account_id = await monitored_by(storage_backend, "host:1:a")
+    lease = await storage_backend.monitor_lease(account_id)
+    assert lease is not None
+    assert (lease.owner, lease.expires_at, lease.status, lease.reason) == ("host:1:a", UNTIL, "running", None)
+    assert await storage_backend.monitor_intervals(account_id, KEY) == [MonitorInterval(START, START, None)]
+
+
+async def test_start_monitor_refuses_a_live_lease_of_another_owner(storage_backend: Storage) -> None:
+    account_id = await monitored_by(storage_backend, "host:1:a")
+    assert not await storage_backend.start_monitor(account_id, KEY, "host:2:b", LATER, UNTIL - 1, UNTIL + 500)
+    lease = await storage_backend.monitor_lease(account_id)
+    assert lease is not None and lease.owner == "host:1:a" and lease.expires_at == UNTIL
+    assert await storage_backend.monitor_intervals(account_id, KEY) == [MonitorInterval(START, START, None)]
+
+
+async def test_the_holder_starting_again_renews_its_lease_and_keeps_its_one_open_interval(
+    storage_backend: Storage,
+) -> None:
+    account_id = await monitored_by(storage_backend, "host:1:a")
+    assert await storage_backend.start_monitor(account_id, KEY, "host:1:a", LATER, NOW + 1, UNTIL + 1)
+    lease = await storage_backend.monitor_lease(account_id)
+    assert lease is not None and lease.expires_at == UNTIL + 1
+    assert await storage_backend.monitor_intervals(account_id, KEY) == [MonitorInterval(START, START, None)]
+
+
+async def test_an_expired_lease_is_taken_over_and_the_old_interval_ends_at_its_last_checkpoint(
+    storage_backend: Storage,
+) -> None:
+    account_id = await monitored_by(storage_backend, "host:1:a")
+    assert await storage_backend.checkpoint_monitors("host:1:a", 1_500, UNTIL) == {account_id}
+    # At exactly its expiry the lease is no longer live.
+    assert await storage_backend.start_monitor(account_id, KEY, "host:2:b", 3_000, UNTIL, UNTIL + 10_000)
+    lease = await storage_backend.monitor_lease(account_id)
+    assert lease is not None and lease.owner == "host:2:b" and lease.expires_at == UNTIL + 10_000
+    assert await storage_backend.monitor_intervals(account_id, KEY) == [
+        MonitorInterval(START, 1_500, 1_500),
+        MonitorInterval(3_000, 3_000, None),
+    ]
+    assert await storage_backend.checkpoint_monitors("host:1:a", 4_000, UNTIL + 20_000) == set()
+
+
+async def test_the_lease_of_a_dead_process_on_this_host_is_taken_at_once_by_naming_its_expiry(
+    storage_backend: Storage,
+) -> None:
+    """The app takes over from a holder it knows is dead by passing the `expires_at` it read as `lease_now`."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    with pytest.raises(ProcessLookupError):  # how the app knows that holder is dead
+        os.kill(process.pid, 0)
+    dead = f"{socket.gethostname()}:{process.pid}:0dead"
+    account_id = await monitored_by(storage_backend, dead, until=NOW + 10**9)
+    me = f"{socket.gethostname()}:{os.getpid()}:0live"
+    assert not await storage_backend.start_monitor(account_id, KEY, me, LATER, NOW, NOW + 30_000)
+    lease = await storage_backend.monitor_lease(account_id)
+    assert lease is not None and lease.owner == dead
+    assert await storage_backend.start_monitor(account_id, KEY, me, LATER, lease.expires_at, NOW + 30_000)
+    taken = await storage_backend.monitor_lease(account_id)
+    assert taken is not None and taken.owner == me and taken.expires_at == NOW + 30_000
+    assert await storage_backend.monitor_intervals(account_id, KEY) == [
+        MonitorInterval(START, START, START),
+        MonitorInterval(LATER, LATER, None),
+    ]
+
+
+async def test_a_takeover_by_a_stale_expiry_fails_once_the_holder_has_renewed(storage_backend: Storage) -> None:
+    account_id = await monitored_by(storage_backend, "host:1:a")
+    read = await storage_backend.monitor_lease(account_id)
+    assert read is not None
+    await storage_backend.checkpoint_monitors("host:1:a", LATER, UNTIL + 5_000)
+    assert not await storage_backend.start_monitor(account_id, KEY, "host:2:b", LATER, read.expires_at, UNTIL * 2)
+    lease = await storage_backend.monitor_lease(account_id)
+    assert lease is not None and lease.owner == "host:1:a"
+
+
+async def test_of_many_processes_racing_for_a_free_lease_exactly_one_takes_it(storage_backend: Storage) -> None:
+    account_id = f"acc_{uuid4().hex[:8]}"
+    await storage_backend.create_account(account_id, KEY, None, "ingest")
+    owners = [f"host:{n}:x" for n in range(20)]
+    taken = await asyncio.gather(
+        *(storage_backend.start_monitor(account_id, KEY, owner, START, NOW, UNTIL) for owner in owners)
+    )
+    assert sum(taken) == 1
+    lease = await storage_backend.monitor_lease(account_id)
+    assert lease is not None and lease.owner == owners[taken.index(True)]
+    assert len(await storage_backend.monitor_intervals(account_id, KEY)) == 1
+
+
+async def test_checkpoint_monitors_renews_only_the_owners_leases_and_never_moves_a_checkpoint_back(
+    storage_backend: Storage,
+) -> None:
+    mine = {await monitored_by(storage_backend, "host:1:a") for _ in range(2)}
+    other = await monitored_by(storage_backend, "host:2:b")
+    assert await storage_backend.checkpoint_monitors("host:1:a", LATER, UNTIL + 1) == mine
+    assert await storage_backend.checkpoint_monitors("host:1:a", LATER - 500, UNTIL + 2) == mine
+    for account_id in mine:
+        lease = await storage_backend.monitor_lease(account_id)
+        assert lease is not None and lease.expires_at == UNTIL + 2
+        assert await storage_backend.monitor_intervals(account_id, KEY) == [MonitorInterval(START, LATER, None)]
+    lease = await storage_backend.monitor_lease(other)
+    assert lease is not None and lease.expires_at == UNTIL
+    assert await storage_backend.monitor_intervals(other, KEY) == [MonitorInterval(START, START, None)]
+    assert await storage_backend.checkpoint_monitors("host:9:nobody", LATER, UNTIL) == set()
+
+
+async def test_stop_monitor_closes_the_owners_interval_and_releases_its_lease(storage_backend: Storage) -> None:
+    account_id = await monitored_by(storage_backend, "host:1:a")
+    await storage_backend.checkpoint_monitors("host:1:a", LATER, UNTIL)
+    await storage_backend.stop_monitor(account_id, "host:2:b", 5_000)  # not its lease: nothing happens
+    assert await storage_backend.monitor_lease(account_id) is not None
+    assert await storage_backend.monitor_intervals(account_id, KEY) == [MonitorInterval(START, LATER, None)]
+    await storage_backend.stop_monitor(account_id, "host:1:a", LATER - 100)  # never before its checkpoint
+    assert await storage_backend.monitor_lease(account_id) is None
+    assert await storage_backend.monitor_intervals(account_id, KEY) == [MonitorInterval(START, LATER, LATER)]
+    assert await storage_backend.start_monitor(account_id, KEY, "host:2:b", 6_000, NOW, UNTIL)
+    await storage_backend.stop_monitor(account_id, "host:2:b", 7_000)
+    assert (await storage_backend.monitor_intervals(account_id, KEY))[-1] == MonitorInterval(6_000, 7_000, 7_000)
+
+
+async def test_set_monitor_status_is_recorded_for_the_holder_only(storage_backend: Storage) -> None:
+    account_id = await monitored_by(storage_backend, "host:1:a")
+    await storage_backend.set_monitor_status(account_id, "host:1:a", "errored", "connector: token expired")
+    await storage_backend.set_monitor_status(account_id, "host:2:b", "running", None)
+    lease = await storage_backend.monitor_lease(account_id)
+    assert lease is not None and (lease.status, lease.reason) == ("errored", "connector: token expired")
+    await storage_backend.set_monitor_status(account_id, "host:1:a", "running", None)
+    lease = await storage_backend.monitor_lease(account_id)
+    assert lease is not None and (lease.status, lease.reason) == ("running", None)
+
+
+async def test_monitor_lease_is_none_for_an_account_never_monitored(storage_backend: Storage) -> None:
+    await storage_backend.create_account("acc_unwatched", KEY, None, "ingest")
+    assert await storage_backend.monitor_lease("acc_unwatched") is None
+    assert await storage_backend.monitor_lease("acc_nobody") is None
+
+
+async def test_close_stale_intervals_closes_those_without_a_live_lease_and_deletes_expired_leases(
+    storage_backend: Storage,
+) -> None:
+    expiring = await monitored_by(storage_backend, "host:1:a", until=NOW + 100)
+    await storage_backend.checkpoint_monitors("host:1:a", LATER, NOW + 100)
+    live = await monitored_by(storage_backend, "host:2:b", until=NOW + 10_000)
+    assert await storage_backend.close_stale_intervals(NOW + 50) == 0
+    assert await storage_backend.close_stale_intervals(NOW + 100) == 1
+    assert await storage_backend.monitor_lease(expiring) is None
+    assert await storage_backend.monitor_intervals(expiring, KEY) == [MonitorInterval(START, LATER, LATER)]
+    assert await storage_backend.monitor_lease(live) is not None
+    assert await storage_backend.monitor_intervals(live, KEY) == [MonitorInterval(START, START, None)]
+    assert await storage_backend.close_stale_intervals(NOW + 100) == 0
+
+
+async def test_monitor_intervals_are_the_keys_own_oldest_first_and_outlive_the_account(
+    storage_backend: Storage,
+) -> None:
+    account_id = await monitored_by(storage_backend, "host:1:a")
+    await storage_backend.stop_monitor(account_id, "host:1:a", LATER)
+    assert await storage_backend.start_monitor(account_id, KEY, "host:1:a", 3_000, NOW, UNTIL)
+    await storage_backend.delete_account(account_id)
+    expected = [MonitorInterval(START, LATER, LATER), MonitorInterval(3_000, 3_000, None)]
+    assert await storage_backend.monitor_intervals(account_id, KEY) == expected
+    assert await storage_backend.monitor_intervals(account_id, "key_other") == []
+
+
+# Custom-mode delivery
+
+
+def attempt(hook: Webhook, seq: int, number: int = 1, outcome: str = "delivered", at: int = 0) -> DeliveryAttempt:
+    """An attempt at delivering the event at `seq` to `hook`."""
+    return DeliveryAttempt(
+        webhook_id=hook.id,
+        seq=seq,
+        event_id=f"evt_{seq}",
+        attempt=number,
+        outcome=outcome,
+        status_code=200 if outcome == "delivered" else 503,
+        latency_ms=1.5,
+        error=None if outcome == "delivered" else "HTTP 503",
+        created_at=at or time.time_ns() // 1000,
+    )
+
+
+async def delivering(storage: Storage, count: int) -> tuple[Webhook, list[int]]:
+    """A webhook with `count` events in its feed, none delivered yet."""
+    account_id, hook = await monitored_account(storage)
+    result = await storage.append(account_id, [event() for _ in range(count)])
+    return hook, [a.seq for a in result.appended]
+
+
+async def test_delivery_state_of_a_fresh_webhook_is_cursor_zero_and_not_failing(storage_backend: Storage) -> None:
+    hook, _ = await delivering(storage_backend, 1)
+    assert await storage_backend.delivery_state(hook.id) == DeliveryState(0, None)
+    assert await storage_backend.delivery_state("0" * 24) == DeliveryState(0, None)
+
+
+async def test_a_delivered_first_attempt_moves_the_cursor_and_leaves_nothing_pending(
+    storage_backend: Storage,
+) -> None:
+    hook, seqs = await delivering(storage_backend, 2)
+    assert await storage_backend.record_attempt(attempt(hook, seqs[0]), from_cursor=0)
+    assert await storage_backend.record_attempt(attempt(hook, seqs[1]), from_cursor=seqs[0])
+    assert await storage_backend.delivery_state(hook.id) == DeliveryState(seqs[1], None)
+    assert await storage_backend.next_delivery_due(hook.id) is None
+    assert [a.seq for a in await storage_backend.list_attempts(hook.id, None, 10)] == [seqs[1], seqs[0]]
+
+
+async def test_a_retrying_first_attempt_leaves_its_event_pending_until_due(storage_backend: Storage) -> None:
+    hook, seqs = await delivering(storage_backend, 1)
+    assert await storage_backend.record_attempt(
+        attempt(hook, seqs[0], outcome="retrying"), from_cursor=0, next_attempt_at=5_000
+    )
+    assert (await storage_backend.delivery_state(hook.id)).cursor_seq == seqs[0]
+    assert await storage_backend.next_delivery_due(hook.id) == 5_000
+    assert await storage_backend.due_deliveries(hook.id, 4_999, 10) == []
+    (due,) = await storage_backend.due_deliveries(hook.id, 5_000, 10)
+    assert (due.event.seq, due.attempts, due.next_attempt_at) == (seqs[0], 1, 5_000)
+    page = await storage_backend.read_feed(hook.id, 0, 1)
+    assert due.event == page.events[0]
+
+
+async def test_due_deliveries_come_in_seq_order_up_to_the_limit(storage_backend: Storage) -> None:
+    hook, seqs = await delivering(storage_backend, 4)
+    cursor = 0
+    for seq, due_at in zip(seqs, (400, 100, 300, 200), strict=True):
+        assert await storage_backend.record_attempt(
+            attempt(hook, seq, outcome="retrying"), from_cursor=cursor, next_attempt_at=due_at
+        )
+        cursor = seq
+    assert [d.event.seq for d in await storage_backend.due_deliveries(hook.id, 300, 10)] == seqs[1:]
+    assert [d.event.seq for d in await storage_backend.due_deliveries(hook.id, 1_000, 2)] == seqs[:2]
+    assert await storage_backend.next_delivery_due(hook.id) == 100
+
+
+async def test_a_retry_reschedules_its_pending_event_and_a_final_outcome_removes_it(
+    storage_backend: Storage,
+) -> None:
+    hook, seqs = await delivering(storage_backend, 2)
+    await storage_backend.record_attempt(attempt(hook, seqs[0], outcome="retrying"), from_cursor=0, next_attempt_at=10)
+    await storage_backend.record_attempt(
+        attempt(hook, seqs[1], outcome="retrying"), from_cursor=seqs[0], next_attempt_at=20
+    )
+    assert await storage_backend.record_attempt(
+        attempt(hook, seqs[0], 2, "retrying"), from_cursor=None, next_attempt_at=50
+    )
+    assert [
+        (d.event.seq, d.attempts, d.next_attempt_at) for d in await storage_backend.due_deliveries(hook.id, 99, 9)
+    ] == [
+        (seqs[0], 2, 50),
+        (seqs[1], 1, 20),
+    ]
+    assert await storage_backend.record_attempt(attempt(hook, seqs[0], 3, "delivered"), from_cursor=None)
+    assert await storage_backend.record_attempt(attempt(hook, seqs[1], 2, "failed"), from_cursor=None)
+    assert await storage_backend.due_deliveries(hook.id, 99, 9) == []
+    assert await storage_backend.next_delivery_due(hook.id) is None
+    assert (await storage_backend.delivery_state(hook.id)).cursor_seq == seqs[1]
+
+
+async def test_of_two_recorders_racing_from_the_same_cursor_exactly_one_moves_it(storage_backend: Storage) -> None:
+    hook, seqs = await delivering(storage_backend, 1)
+    for _ in range(3):
+        won = await asyncio.gather(
+            storage_backend.record_attempt(attempt(hook, seqs[0]), from_cursor=0),
+            storage_backend.record_attempt(attempt(hook, seqs[0]), from_cursor=0),
+        )
+        assert sorted(won) == [False, True]
+        assert (await storage_backend.delivery_state(hook.id)).cursor_seq == seqs[0]
+        await storage_backend.recover_deliveries(hook.id, 0)
+    won = await asyncio.gather(
+        *(
+            storage_backend.record_attempt(attempt(hook, seqs[0], outcome="retrying"), from_cursor=0, next_attempt_at=9)
+            for _ in range(10)
+        )
+    )
+    assert sum(won) == 1
+    assert (await storage_backend.delivery_state(hook.id)).cursor_seq == seqs[0]
+    assert [d.attempts for d in await storage_backend.due_deliveries(hook.id, 9, 10)] == [1]
+    # Every attempt is logged, the losers' too.
+    assert len(await storage_backend.list_attempts(hook.id, None, 100)) == 16
+
+
+async def test_a_first_attempt_after_a_recover_moved_the_cursor_does_not_move_it(storage_backend: Storage) -> None:
+    hook, seqs = await delivering(storage_backend, 3)
+    assert await storage_backend.record_attempt(attempt(hook, seqs[0]), from_cursor=0)
+    assert await storage_backend.record_attempt(attempt(hook, seqs[1]), from_cursor=seqs[0])
+    await storage_backend.recover_deliveries(hook.id, 0)
+    # A delivery read after seqs[1] before the recover finishes now: the recover wins.
+    assert not await storage_backend.record_attempt(
+        attempt(hook, seqs[2], outcome="retrying"), from_cursor=seqs[1], next_attempt_at=5
+    )
+    assert (await storage_backend.delivery_state(hook.id)).cursor_seq == 0
+    assert await storage_backend.next_delivery_due(hook.id) is None
+
+
+async def test_list_attempts_pages_newest_first_by_id(storage_backend: Storage) -> None:
+    hook, seqs = await delivering(storage_backend, 5)
+    cursor = 0
+    for seq in seqs:
+        await storage_backend.record_attempt(attempt(hook, seq), from_cursor=cursor)
+        cursor = seq
+    other, other_seqs = await delivering(storage_backend, 1)
+    await storage_backend.record_attempt(attempt(other, other_seqs[0]), from_cursor=0)
+    pages: list[list[int]] = []
+    before: int | None = None
+    while True:
+        page = await storage_backend.list_attempts(hook.id, before, 2)
+        if not page:
+            break
+        pages.append([a.seq for a in page])
+        ids = [a.id for a in page]
+        assert ids == sorted(ids, reverse=True) and all(ids)
+        before = page[-1].id
+    assert pages == [[seqs[4], seqs[3]], [seqs[2], seqs[1]], [seqs[0]]]
+    newest = (await storage_backend.list_attempts(hook.id, None, 1))[0]
+    assert (newest.webhook_id, newest.event_id, newest.outcome, newest.status_code) == (
+        hook.id,
+        f"evt_{seqs[4]}",
+        "delivered",
+        200,
+    )
+    assert newest.latency_ms == 1.5 and newest.error is None
+
+
+async def test_attempt_counts_counts_attempts_and_failures_since_a_time(storage_backend: Storage) -> None:
+    hook, seqs = await delivering(storage_backend, 4)
+    outcomes = [("retrying", 100), ("failed", 200), ("delivered", 300), ("retrying", 400)]
+    cursor = 0
+    for seq, (outcome, at) in zip(seqs, outcomes, strict=True):
+        await storage_backend.record_attempt(
+            attempt(hook, seq, outcome=outcome, at=at), from_cursor=cursor, next_attempt_at=at
+        )
+        cursor = seq
+    assert await storage_backend.attempt_counts(hook.id, 0) == (4, 3)
+    assert await storage_backend.attempt_counts(hook.id, 200) == (3, 2)
+    assert await storage_backend.attempt_counts(hook.id, 301) == (1, 1)
+    assert await storage_backend.attempt_counts(hook.id, 401) == (0, 0)
+    assert await storage_backend.attempt_counts("0" * 24, 0) == (0, 0)
+
+
+async def test_set_failing_since_records_and_clears_the_breaker_without_touching_the_cursor(
+    storage_backend: Storage,
+) -> None:
+    hook, seqs = await delivering(storage_backend, 1)
+    await storage_backend.set_failing_since(hook.id, 1_234)
+    assert await storage_backend.delivery_state(hook.id) == DeliveryState(0, 1_234)
+    await storage_backend.record_attempt(attempt(hook, seqs[0]), from_cursor=0)
+    await storage_backend.set_failing_since(hook.id, 5_678)
+    assert await storage_backend.delivery_state(hook.id) == DeliveryState(seqs[0], 5_678)
+    await storage_backend.set_failing_since(hook.id, None)
+    assert await storage_backend.delivery_state(hook.id) == DeliveryState(seqs[0], None)
+
+
+async def test_recover_deliveries_moves_the_cursor_back_never_forward_and_drops_later_retries(
+    storage_backend: Storage,
+) -> None:
+    hook, seqs = await delivering(storage_backend, 3)
+    cursor = 0
+    for seq in seqs:
+        await storage_backend.record_attempt(
+            attempt(hook, seq, outcome="retrying"), from_cursor=cursor, next_attempt_at=10
+        )
+        cursor = seq
+    await storage_backend.set_failing_since(hook.id, 77)
+    await storage_backend.recover_deliveries(hook.id, seqs[0])
+    assert await storage_backend.delivery_state(hook.id) == DeliveryState(seqs[0], 77)
+    assert [d.event.seq for d in await storage_backend.due_deliveries(hook.id, 10, 10)] == [seqs[0]]
+    await storage_backend.recover_deliveries(hook.id, seqs[2])
+    assert (await storage_backend.delivery_state(hook.id)).cursor_seq == seqs[0]
+    fresh, fresh_seqs = await delivering(storage_backend, 2)
+    await storage_backend.recover_deliveries(fresh.id, fresh_seqs[0])
+    assert await storage_backend.delivery_state(fresh.id) == DeliveryState(0, None)
+
+
+async def test_pruning_an_event_drops_its_pending_retry(storage_backend: Storage) -> None:
+    hook, seqs = await delivering(storage_backend, 2)
+    await storage_backend.record_attempt(attempt(hook, seqs[0], outcome="retrying"), from_cursor=0, next_attempt_at=10)
+    await storage_backend.record_attempt(
+        attempt(hook, seqs[1], outcome="retrying"), from_cursor=seqs[0], next_attempt_at=10
+    )
+    await asyncio.sleep(0.002)
+    assert await storage_backend.prune(time.time_ns() // 1000, 1) == 1
+    assert [d.event.seq for d in await storage_backend.due_deliveries(hook.id, 10, 10)] == [seqs[1]]
+
+
+# Text no backend can store
+
+
+async def test_text_no_backend_can_store_is_found_nowhere_and_refused_for_writes(storage_backend: Storage) -> None:
+    account_id, hook = await monitored_account(storage_backend)
+    await storage_backend.append(account_id, [event()])
+    for bad in ("acc\x00x", "acc\ud800x"):
+        assert await storage_backend.get_account(bad) is None
+        assert await storage_backend.list_accounts(bad) == []
+        assert await storage_backend.delete_account(bad) == []
+        assert await storage_backend.get_webhook(bad) is None
+        assert await storage_backend.list_webhooks(KEY, bad) == []
+        assert await storage_backend.update_webhook(bad, is_active=False) is None
+        assert await storage_backend.delete_webhook(bad) is None
+        assert await storage_backend.revoke_api_key(bad) is None
+        assert (await storage_backend.read_feed(bad, 0, 10)).events == ()
+        joined = await storage_backend.read_feed_joined(bad, 0, 10)
+        assert (joined.count, joined.joined, joined.has_more) == (0, b"", False)
+        assert await storage_backend.monitor_lease(bad) is None
+        assert await storage_backend.monitor_intervals(bad, KEY) == []
+        assert await storage_backend.delivery_state(bad) == DeliveryState(0, None)
+        assert await storage_backend.due_deliveries(bad, 10**18, 10) == []
+        assert await storage_backend.next_delivery_due(bad) is None
+        assert await storage_backend.list_attempts(bad, None, 10) == []
+        assert await storage_backend.attempt_counts(bad, 0) == (0, 0)
+        assert await storage_backend.checkpoint_monitors(bad, LATER, UNTIL) == set()
+        await storage_backend.stop_monitor(bad, bad, LATER)
+        await storage_backend.set_monitor_status(bad, bad, "running", None)
+        writes = [
+            storage_backend.create_account(bad, KEY, None, "ingest"),
+            storage_backend.create_account("acc_fine", KEY, bad, "ingest"),
+            storage_backend.create_api_key(bad, "name", b"x" * 32, "hk_x"),
+            storage_backend.create_webhook(webhook(account_id, (bad,))),
+            storage_backend.update_webhook(hook.id, url=f"https://example.com/{bad}"),
+            storage_backend.append(account_id, [event(event_id=bad)]),
+            storage_backend.append(account_id, [event(), event(bad)]),
+            storage_backend.start_monitor(bad, KEY, "host:1:a", START, NOW, UNTIL),
+            storage_backend.record_attempt(dataclasses.replace(attempt(hook, 1), error=bad), from_cursor=0),
+            storage_backend.set_failing_since(bad, 1),
+            storage_backend.recover_deliveries(bad, 0),
+        ]
+        for write in writes:
+            with pytest.raises(UnstorableText):
+                await write
+    assert await storage_backend.get_account("acc_fine") is None
+    assert len(await feed_seqs(storage_backend, hook.id)) == 1
+    assert (await storage_backend.get_webhook(hook.id)) == hook
+
+
+# The contract covers the whole protocol
+
+
+def protocol_methods(protocol: type) -> set[str]:
+    """The public methods of a Protocol and of the Protocols it combines."""
+    return {
+        name
+        for cls in protocol.__mro__
+        if getattr(cls, "_is_protocol", False) and cls.__module__ == protocol.__module__
+        for name, member in vars(cls).items()
+        if inspect.isfunction(member) and not name.startswith("_")
+    }
+
+
+def test_every_storage_method_is_called_by_a_contract_test() -> None:
+    tree = ast.parse(Path(__file__).read_text())
+    called: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.AsyncFunctionDef | ast.FunctionDef) and node.name.startswith("test_"):
+            called.update(
+                sub.func.attr
+                for sub in ast.walk(node)
+                if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute)
+            )
+    methods = protocol_methods(Storage)
+    assert len(methods) >= 38 and {"append", "record_attempt", "start_monitor", "create_webhook"} <= methods
+    assert sorted(methods - called) == []

@@ -1,0 +1,114 @@
+"""The write queue and its group-commit loop, the same for every backend.
+
+Every write is a job on one queue. The loop takes the first job waiting and every job
+queued behind it (up to `max_batch`), has the backend run them in one transaction, then
+publishes what that transaction appended and answers each job's caller with its own
+result or error. A caller is answered only after the commit, so an answer means durable.
+How a batch runs (a thread with a plain connection, or an async driver; savepoints per
+job) is the backend's; this module holds only the shape around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from storage._bodies import RecentBodies
+from storage.base import Committed, LogNotifier
+
+J = TypeVar("J")
+# A job's outcome, in the order of the batch: (True, its result) or (False, its exception).
+Outcome = tuple[bool, Any]
+
+
+@dataclass(slots=True)
+class Pending(Generic[J]):
+    """A queued job and the future its caller awaits."""
+
+    job: J
+    future: asyncio.Future[Any]
+
+
+class GroupCommit(Generic[J]):
+    """One queue of write jobs, run in batches by `run_batch`; one instance per backend."""
+
+    def __init__(
+        self,
+        run_batch: Callable[[list[Pending[J]]], Awaitable[tuple[list[Outcome], list[Committed]]]],
+        publish: Callable[[list[Committed]], None],
+        *,
+        max_batch: int,
+        name: str,
+    ) -> None:
+        self._run_batch = run_batch
+        self._publish = publish
+        self._max_batch = max_batch
+        self._name = name
+        self._jobs: asyncio.Queue[Pending[J] | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._jobs = asyncio.Queue()
+        self._task = asyncio.create_task(self._loop(), name=self._name)
+
+    async def stop(self) -> None:
+        """Run every job queued so far, then end the loop."""
+        if self._task is not None:
+            self._jobs.put_nowait(None)
+            await self._task
+            self._task = None
+
+    def submit(self, job: J) -> asyncio.Future[Any]:
+        """Queue `job`; the future resolves to its result once its transaction has committed."""
+        if self._task is None:
+            raise RuntimeError("storage is not open")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._jobs.put_nowait(Pending(job, future))
+        return future
+
+    async def _loop(self) -> None:
+        jobs = self._jobs
+        stopping = False
+        while not stopping:
+            first = await jobs.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < self._max_batch and not jobs.empty():
+                item = jobs.get_nowait()
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            # Jobs cancelled while queued are dropped here, on the loop, before the batch starts.
+            live = [pending for pending in batch if not pending.future.cancelled()]
+            if not live:
+                continue
+            try:
+                outcomes, committed = await self._run_batch(live)
+            except Exception as exc:  # the loop must outlive a failed batch (a lost connection, a full disk)
+                for pending in live:
+                    if not pending.future.done():
+                        pending.future.set_exception(exc)
+                continue
+            if committed:
+                self._publish(committed)
+            for pending, (ok, value) in zip(live, outcomes, strict=True):
+                if pending.future.done():
+                    continue
+                if ok:
+                    pending.future.set_result(value)
+                else:
+                    pending.future.set_exception(value)
+
+
+def announce(committed: list[Committed], bodies: RecentBodies, notifiers: Sequence[LogNotifier]) -> None:
+    """Keep the bodies of newly committed events and tell every notifier (the backend has moved its head first)."""
+    head = committed[-1].event.seq
+    add = bodies.add
+    for done in committed:
+        add(done.event.seq, done.event.body)
+    for notify in notifiers:
+        notify(committed, head)
