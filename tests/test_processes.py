@@ -7,8 +7,6 @@ import contextlib
 import os
 import re
 import sqlite3
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -18,25 +16,14 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.server import ROOT, SESSION, Api, Server, postgres_test_url
+from tests.commands import hookstream
+from tests.server import SESSION, Api, Server, postgres_test_url
 
 POSTGRES_URL = os.environ.get("HOOKSTREAM_TEST_POSTGRES_URL", "")
 needs_postgres = [
     pytest.mark.postgres,
     pytest.mark.skipif(not POSTGRES_URL, reason="set HOOKSTREAM_TEST_POSTGRES_URL=postgresql://… to run it"),
 ]
-
-
-def hookstream(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run the `hookstream` command as an operator would, with the environment given."""
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def drop_schema(schema: str) -> None:
