@@ -37,6 +37,11 @@ def built_app(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     base = tmp_path_factory.mktemp("buildpack")
     app, venv = base / "app", base / "venv"
     subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(app)], check=True)
+    head = [
+        subprocess.run(["git", "-C", str(d), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+        for d in (ROOT, app)
+    ]
+    assert head[0] == head[1], "the clone holds the committed tree of this checkout"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     install = subprocess.run(
         [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
