@@ -196,6 +196,12 @@ def create_key(args: argparse.Namespace) -> None:
     print(asyncio.run(_create_key(args.name)))
 
 
+def _processes(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes (1 or more)")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="hookstream", description="Webhook event server.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -208,7 +214,9 @@ def main(argv: list[str] | None = None) -> None:
         help="first run: create a demo key, account and webhook whose demo connector produces events",
     )
     serve_parser.add_argument(
-        "--workers", type=int, help="server processes (default $WEB_CONCURRENCY or 1; more than 1 needs PostgreSQL)"
+        "--workers",
+        type=_processes,
+        help="server processes (default $WEB_CONCURRENCY or 1; more than 1 needs PostgreSQL)",
     )
     serve_parser.set_defaults(handler=serve)
     migrate_parser = commands.add_parser("migrate", help="apply schema migrations and exit (the release phase)")

@@ -9,6 +9,7 @@ inner `send`'s awaitable, so the stream and polling hot paths pay one call per m
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -45,9 +46,14 @@ def current_request_id() -> str | None:
     return None if current is None else current.id
 
 
-def new_request_id() -> str:
-    """A random id: 16 hex characters."""
-    return os.urandom(8).hex()
+# A random prefix per process and a counter: unique ids for a fraction of what os.urandom per request costs.
+_PREFIX = os.urandom(4).hex().encode()
+_COUNTER = itertools.count()
+
+
+def new_request_id() -> bytes:
+    """A new id: 16 hex characters, the process's random half then a counter."""
+    return b"%s%08x" % (_PREFIX, next(_COUNTER) & 0xFFFFFFFF)
 
 
 class RequestIds:
@@ -67,14 +73,15 @@ class RequestIds:
                     request_id = value
                 break
         if request_id is None:
-            request_id = new_request_id().encode()
+            request_id = new_request_id()
         header = (b"x-request-id", request_id)
         current = _Current(request_id.decode("latin-1"))
         _current.set(current)
 
         def send_with_id(message: Message) -> Any:
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", ()), header]}
+                # A new list: the one given may be a response object's own, reused.
+                message["headers"] = [*message.get("headers", ()), header]
             return send(message)
 
         try:

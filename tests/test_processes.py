@@ -133,3 +133,18 @@ def test_web_concurrency_runs_that_many_processes_sharing_one_log_on_postgresql(
     finally:
         server.kill()
         drop_schema(schema)
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "says"),
+    [
+        ({"WEB_CONCURRENCY": "two"}, [], "WEB_CONCURRENCY: "),
+        ({}, ["--workers", "0"], "argument --workers: '0' is not a number of processes"),
+    ],
+)
+def test_a_process_count_that_is_not_a_positive_number_is_refused_naming_it(
+    tmp_path: Path, env: dict[str, str], args: list[str], says: str
+) -> None:
+    result = hookstream("serve", *args, env={"DATABASE_URL": f"sqlite:///{tmp_path / 'hookstream.db'}", **env})
+    assert result.returncode != 0 and says in result.stderr
+    assert "Traceback" not in result.stderr
