@@ -12,16 +12,19 @@ from tests.server import Server
 WARNING = "EVERY EVENT WILL BE LOST"
 
 
-def test_sqlite_on_a_heroku_dyno_is_warned_about_at_start(start_server: Callable[..., Server]) -> None:
-    server = start_server({"DYNO": "web.1", "HOOKSTREAM_LOG_FORMAT": "json"})
+def test_sqlite_on_a_heroku_dyno_is_warned_about_at_start(start_server: Callable[..., Server], tmp_path: Path) -> None:
+    env = {"DYNO": "web.1", "HOOKSTREAM_LOG_FORMAT": "json"}
+    server = start_server(env, database_url=f"sqlite:///{tmp_path / 'hookstream.db'}")
     lines = [json.loads(line) for line in server.log().splitlines() if line.strip()]
     warning = next(line for line in lines if WARNING in str(line["message"]))
     assert warning["level"] == "WARNING"
     assert "DYNO=web.1" in str(warning["message"]) and "postgresql://" in str(warning["message"])
 
 
-def test_sqlite_on_a_plain_machine_starts_without_the_warning(start_server: Callable[..., Server]) -> None:
-    assert WARNING not in start_server().log()
+def test_sqlite_on_a_plain_machine_starts_without_the_warning(
+    start_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    assert WARNING not in start_server(database_url=f"sqlite:///{tmp_path / 'hookstream.db'}").log()
 
 
 def test_a_railway_volume_holding_the_file_is_durable_and_one_elsewhere_is_not(tmp_path: Path) -> None:

@@ -99,8 +99,8 @@ def test_several_processes_on_sqlite_are_refused_at_start_naming_the_setting(
     assert not database.exists()  # refused before anything touched the log
 
 
-def test_web_concurrency_one_is_a_single_process_on_sqlite(start_server: Callable[..., Server]) -> None:
-    server = start_server({"WEB_CONCURRENCY": "1"})
+def test_web_concurrency_one_is_a_single_process_on_sqlite(start_server: Callable[..., Server], tmp_path: Path) -> None:
+    server = start_server({"WEB_CONCURRENCY": "1"}, database_url=f"sqlite:///{tmp_path / 'hookstream.db'}")
     assert httpx.get(server.url + "/readyz").status_code == 200
     assert len(re.findall(r"Started server process \[(\d+)\]", server.log())) == 1
 
