@@ -12,10 +12,10 @@ from starlette.requests import Request
 
 from app.cache import Expiring
 from app.catalog import EventCatalog
-from app.clock import Clock, SystemClock
 from app.hub import Hub
 from app.metrics import Metrics
 from app.settings import Settings
+from app.times import Clock, SystemClock
 from storage.base import ApiKey, LogState, Storage, Webhook, WebhookChange
 
 WebhookListener = Callable[[WebhookChange], Awaitable[None]]

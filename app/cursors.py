@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-import time
 
-from app.errors import BadRequest, Conflict
+from app.errors import BadRequest, CursorAhead
+from app.times import micros_ago
 from storage.base import LogState, Webhook
 
 # The largest seq a 64-bit integer column holds.
@@ -24,10 +24,9 @@ def parse_seq(raw: str, what: str, *, minimum: int = 0, field: str | None = None
 def check_within_log(cursor: int | None, field: str, state: LogState) -> None:
     """409 `cursor_ahead` for a cursor past the newest seq this log ever assigned: it belongs to another log."""
     if cursor is not None and cursor > state.head_seq:
-        raise Conflict(
+        raise CursorAhead(
             f"{field} {cursor} is beyond the newest seq this log has assigned ({state.head_seq});"
-            " the cursor belongs to another log. Restart from afterSeq=0.",
-            code="cursor_ahead",
+            " the cursor belongs to another log. Restart from afterSeq=0."
         )
 
 
@@ -39,5 +38,5 @@ def feed_pruned(webhook: Webhook, cursor: int | None, pruned_through: int, reten
     """
     if cursor is None or pruned_through <= cursor:
         return False
-    window_start = time.time_ns() // 1000 - int(retention * 1_000_000)
+    window_start = micros_ago(retention)
     return webhook.created_at < window_start

@@ -35,15 +35,13 @@ import weakref
 from dataclasses import dataclass
 
 import httpx
-import orjson
 
 from app.addresses import Target, UnsafeUrl, vetted_target
 from app.context import Context
-from app.envelopes import encode
-from app.ids import event_id
+from app.envelopes import system_event, test_event
 from app.monitors import Monitors
-from app.responses import iso_millis
 from app.signing import signed_request
+from app.times import iso_millis
 from storage.base import DeliveryAttempt, StoredEvent, Webhook, WebhookChange
 
 logger = logging.getLogger("hookstream.delivery")
@@ -313,8 +311,7 @@ class DeliveryEngine:
 
     async def deliver_test(self, webhook: Webhook) -> AttemptResult:
         """Send a `webhook.test` event at once, outside the feed (seq 0), and log the attempt."""
-        data = {"webhook_id": webhook.id, "message": "This is a test event from hookstream."}
-        event = encode(event_id(), "webhook.test", webhook.account_id, iso_millis(), orjson.dumps(data))
+        event = test_event(webhook.id, webhook.account_id)
         stored = StoredEvent(0, event.id, webhook.account_id, event.type, event.envelope(0))
         result = await self.send(webhook, stored.id, stored.body)
         record = DeliveryAttempt(
@@ -380,7 +377,7 @@ class DeliveryEngine:
             else:
                 data["window_seconds"] = self._settings.breaker_window
             data.update(details)
-            event = encode(event_id(), f"webhook.{status}", webhook.account_id, iso_millis(), orjson.dumps(data))
+            event = system_event(f"webhook.{status}", webhook.account_id, data)
             await self._storage.append(webhook.account_id, [event], require_monitored=False)
         await ctx.webhook_changed(change)
 

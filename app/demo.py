@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from app import ids
 from app.catalog import filter_matches
 from app.routes.admin import issue_api_key
 from app.settings import Settings
+from app.times import wall_micros
 from storage import create_storage
 from storage.base import Storage, Webhook
 
@@ -75,7 +75,7 @@ async def prepare_demo(settings: Settings) -> DemoSetup:
             if not hooks[0].is_active:
                 await storage.update_webhook(webhook_id, is_active=True)
         else:
-            now = time.time_ns() // 1000
+            now = wall_micros()
             webhook_id = ids.webhook_id()
             await storage.create_webhook(
                 Webhook(

@@ -15,7 +15,7 @@ import orjson
 from app.catalog import EventCatalog, is_valid_type
 from app.errors import BadRequest
 from app.ids import event_id
-from app.responses import iso_millis
+from app.times import iso_millis
 from storage.base import NewEvent
 
 VERSION = "1.0"
@@ -77,6 +77,18 @@ def encode(
         data,
     )
     return NewEvent(event_id, event_type, head, tail, minted)
+
+
+def system_event(event_type: str, account_id: str, data: dict[str, Any]) -> NewEvent:
+    """An event hookstream itself writes (a test, a webhook's status change): a new id, the time now."""
+    return encode(event_id(), event_type, account_id, iso_millis(), orjson.dumps(data))
+
+
+def test_event(webhook_id: str, account_id: str) -> NewEvent:
+    """The `webhook.test` event that `POST /v2/webhooks/{id}/test` sends."""
+    return system_event(
+        "webhook.test", account_id, {"webhook_id": webhook_id, "message": "This is a test event from hookstream."}
+    )
 
 
 def build_event(

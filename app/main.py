@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -18,17 +17,17 @@ from starlette.types import ASGIApp
 
 from app import openapi
 from app.catalog import EventCatalog, filter_matches
-from app.clock import clock_from
 from app.context import Context
 from app.delivery import DeliveryEngine
-from app.errors import HookstreamError, MethodNotAllowed, NotFound
+from app.errors import HookstreamError, HttpError, MethodNotAllowed, RouteNotFound
 from app.hub import Hub
 from app.logs import RequestIds
 from app.monitors import Monitors
 from app.responses import error_response
-from app.routes import accounts, admin, delivery, events, health, stream, usage, webhooks
+from app.routes import accounts, admin, attempts, console, event_types, events, health, stream, usage, webhooks
 from app.settings import Settings
 from app.streaming import Streams
+from app.times import clock_from, micros_ago
 from storage import create_storage
 
 logger = logging.getLogger("hookstream")
@@ -48,12 +47,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     error: HookstreamError
     if exc.status_code == 404:
-        error = NotFound(f"No route {request.method} {request.url.path}.", code="route_not_found")
+        error = RouteNotFound(f"No route {request.method} {request.url.path}.")
     elif exc.status_code == 405:
         error = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}.")
     else:
-        error = HookstreamError(str(exc.detail), code="http_error")
-        error.status_code = exc.status_code
+        error = HttpError(str(exc.detail), exc.status_code)
     response = error_response(error, _action(request))
     # Keep Starlette's headers, such as the `Allow` list a 405 must carry.
     response.headers.update(exc.headers or {})
@@ -70,7 +68,7 @@ async def prune_forever(ctx: Context) -> None:
     settings = ctx.settings
     while True:
         try:
-            cutoff = time.time_ns() // 1000 - int(settings.retention * 1_000_000)
+            cutoff = micros_ago(settings.retention)
             while await ctx.storage.prune(cutoff, settings.retention_batch) >= settings.retention_batch:
                 await asyncio.sleep(0.01)
         except Exception:
@@ -145,9 +143,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *webhooks.routes,
             *accounts.routes,
             *usage.routes,
-            *delivery.routes,
+            *attempts.routes,
+            *event_types.routes,
             *admin.routes,
             *health.routes,
+            *console.routes,
             *openapi.routes,
         ],
         middleware=middleware,

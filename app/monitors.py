@@ -21,7 +21,6 @@ import os
 import random
 import secrets
 import socket
-import time
 from collections import defaultdict
 from typing import Any
 
@@ -30,6 +29,7 @@ from app.connectors import ConnectorError, MonitoredAccount, Subscription, conne
 from app.context import Context
 from app.envelopes import build_event
 from app.errors import HookstreamError
+from app.times import wall_micros
 from storage.base import Account, AccountNotMonitored, MonitorLease, UnknownAccount, WebhookChange
 
 logger = logging.getLogger("hookstream.monitors")
@@ -37,11 +37,6 @@ logger = logging.getLogger("hookstream.monitors")
 # How long a cancelled connector gets to finish; one that ignores cancellation is abandoned
 # so it cannot hold up shutdown or the account's next start.
 HALT_GRACE = 2.0
-
-
-def wall_micros() -> int:
-    """Wall-clock µs, for leases: they are about liveness, not billing, so the test clock never moves them."""
-    return time.time_ns() // 1000
 
 
 def process_owner() -> str:

@@ -1,8 +1,7 @@
-"""Reading requests: credentials, JSON bodies and query parameters, each failure a clear 4xx."""
+"""Reading requests: JSON bodies, query parameters and headers, each failure a clear 4xx."""
 
 from __future__ import annotations
 
-import hmac
 import re
 from typing import Any
 
@@ -11,44 +10,11 @@ from starlette.requests import Request
 
 from app.context import context
 from app.cursors import parse_seq
-from app.errors import BadRequest, PayloadTooLarge, Unauthorized
-from app.ids import hash_secret
-from storage.base import ApiKey
+from app.errors import BadRequest, InvalidJson, PayloadTooLarge
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Where a request's parsed query string is kept, so each parameter read does not split it again.
 _QUERY = "hookstream.query"
-
-
-async def customer(request: Request) -> ApiKey:
-    """The API key sent as `x-api-key`, or 401."""
-    secret = header_value(request, b"x-api-key")
-    if not secret:
-        raise Unauthorized("Send your API key in the x-api-key header.", code="missing_api_key")
-    ctx = context(request)
-    key_hash = hash_secret(secret)
-    key = ctx.api_keys.get(key_hash)
-    if key is None:
-        key = await ctx.storage.api_key_by_hash(key_hash)
-        if key is None:
-            raise Unauthorized("The API key is not valid or has been revoked.", code="invalid_api_key")
-        ctx.api_keys.put(key_hash, key)
-    return key
-
-
-def require_admin(request: Request) -> None:
-    """Pass only with `Authorization: Bearer <HOOKSTREAM_ADMIN_TOKEN>`."""
-    expected = context(request).settings.admin_token
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if not header:
-        raise Unauthorized("Send the admin token as 'Authorization: Bearer <token>'.", code="missing_admin_token")
-    if (
-        expected is None
-        or scheme.lower() != "bearer"
-        or not hmac.compare_digest(token.strip().encode(), expected.encode())
-    ):
-        raise Unauthorized("The admin token is not valid.", code="invalid_admin_token")
 
 
 async def json_body(request: Request, *, required: bool = True) -> dict[str, Any]:
@@ -56,25 +22,25 @@ async def json_body(request: Request, *, required: bool = True) -> dict[str, Any
     limit = context(request).settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"The body is larger than the limit of {limit} bytes.", code="body_too_large")
+        raise PayloadTooLarge(f"The body is larger than the limit of {limit} bytes.")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"The body is larger than the limit of {limit} bytes.", code="body_too_large")
+            raise PayloadTooLarge(f"The body is larger than the limit of {limit} bytes.")
         chunks.append(chunk)
     raw = b"".join(chunks)
     if not raw.strip():
         if required:
-            raise BadRequest("The request needs a JSON object body.", code="invalid_json")
+            raise InvalidJson("The request needs a JSON object body.")
         return {}
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"The body is not valid JSON: {exc}.", code="invalid_json") from None
+        raise InvalidJson(f"The body is not valid JSON: {exc}.") from None
     if not isinstance(body, dict):
-        raise BadRequest("The body must be a JSON object.", code="invalid_json")
+        raise InvalidJson("The body must be a JSON object.")
     return body
 
 

@@ -1,30 +1,16 @@
-"""The SPEC's response shapes: success envelopes, error bodies, times."""
+"""The SPEC's response shapes: success envelopes and error bodies."""
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from starlette.responses import Response
 
 from app.errors import HookstreamError
+from app.times import iso_micros
 
 JSON_TYPE = "application/json"
-
-
-def iso_micros(micros: int | None = None) -> str:
-    """ISO 8601 UTC with microseconds and `Z`."""
-    if micros is None:
-        micros = time.time_ns() // 1000
-    moment = datetime.fromtimestamp(micros / 1_000_000, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
-
-
-def iso_millis(micros: int | None = None) -> str:
-    """ISO 8601 UTC with milliseconds and `Z`, as event timestamps are written."""
-    return iso_micros(micros)[:23] + "Z"
 
 
 def metadata(action: str) -> dict[str, Any]:

@@ -36,8 +36,7 @@ import logging
 import signal
 import threading
 import time
-import types
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -46,8 +45,9 @@ import orjson
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from app._eager import start_eagerly
 from app.context import Context
-from app.errors import ServiceUnavailable, TooManyRequests
+from app.errors import ShuttingDown, TooManyStreams
 from app.hub import TailFrame, event_frame
 from app.tokens import StreamTokens
 
@@ -85,14 +85,11 @@ class Streams:
     def reserve(self, key_id: str) -> None:
         """Count a new stream against its API key; 429 past the limit, 503 while shutting down."""
         if self.closing:
-            raise ServiceUnavailable("The server is shutting down; reconnect in a moment.", code="shutting_down")
+            raise ShuttingDown("The server is shutting down; reconnect in a moment.")
         count = self._per_key.get(key_id, 0)
         limit = self.ctx.settings.max_streams_per_key
         if count >= limit:
-            raise TooManyRequests(
-                f"This API key already has {count} open streams, the most allowed; close one first.",
-                code="too_many_streams",
-            )
+            raise TooManyStreams(f"This API key already has {count} open streams, the most allowed; close one first.")
         self._per_key[key_id] = count + 1
 
     def release(self, key_id: str) -> None:
@@ -163,31 +160,6 @@ class Streams:
         elif previous == signal.SIG_DFL:
             signal.signal(signum, signal.SIG_DFL)
             signal.raise_signal(signum)
-
-
-async def _finish(step: Coroutine[Any, Any, Any], waiting: Any) -> None:
-    """Run a `send` coroutine that `EventStream._write_now` started and that suspended on `waiting`.
-
-    What a Task does for a coroutine: wait for the future it yielded, then resume it, until it returns.
-    """
-    while True:
-        try:
-            if waiting is None:  # a bare `yield`: give the loop one turn
-                await asyncio.sleep(0)
-            else:
-                # As Task.__step does before waiting on a yielded future; awaiting it again needs the flag clear.
-                waiting._asyncio_future_blocking = False
-                await waiting
-        except BaseException as exc:
-            try:
-                waiting = step.throw(exc)
-            except StopIteration:
-                return
-            continue
-        try:
-            waiting = step.send(None)
-        except StopIteration:
-            return
 
 
 class EventStream(Response):
@@ -274,8 +246,8 @@ class EventStream(Response):
         through the loop cost as much as the write itself. A stream parked with nothing else to
         do (no ping, no change of its webhook, no closing) only needs the new frames written,
         and uvicorn's `send` writes to the transport without suspending unless the client has
-        stopped reading. So the coroutine is stepped here: finished at once, the events are
-        sent; suspended, the rest runs as a task the loop awaits before its next write.
+        stopped reading. So it is started eagerly here (`app._eager`): finished at once, the
+        events are sent; suspended, the rest runs as a task the loop awaits before its next write.
         """
         send = self._send_fn
         if (
@@ -291,19 +263,12 @@ class EventStream(Response):
         if not tail:
             return tail is not None  # [] is nothing new; None means storage has to be read
         body = tail[0].frame if len(tail) == 1 else b"".join([item.frame for item in tail])
-        step = send({"type": "http.response.body", "body": body, "more_body": True})
-        if type(step) is not types.CoroutineType:  # another server's awaitable: run it as a task
-            self._wait_for_write(asyncio.ensure_future(step))
-            self._advance(tail)
-            return True
         try:
-            waiting = step.send(None)
-        except StopIteration:
-            pass
+            rest = start_eagerly(send({"type": "http.response.body", "body": body, "more_body": True}))
         except Exception:
             return False  # the loop's own send will meet the same error where it can handle it
-        else:
-            self._wait_for_write(asyncio.ensure_future(_finish(step, waiting)))
+        if rest is not None:
+            self._wait_for_write(rest)
         self._advance(tail)
         return True
 

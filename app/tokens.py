@@ -24,7 +24,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from app.errors import Unauthorized
+from app.errors import ExpiredStreamToken, InvalidStreamToken
 from app.settings import Settings
 
 logger = logging.getLogger("hookstream.tokens")
@@ -84,14 +84,12 @@ class StreamTokens:
             or not parts[2].isdigit()
             or not hmac.compare_digest(signature.encode(), _signature(self._key, message).encode())
         ):
-            raise Unauthorized(
-                "The stream token is not valid; get a new one from POST /v2/webhooks/{id}/stream-token.",
-                code="invalid_stream_token",
+            raise InvalidStreamToken(
+                "The stream token is not valid; get a new one from POST /v2/webhooks/{id}/stream-token."
             )
         current = time.time() if now is None else now
         if int(parts[2]) <= current * 1000:
-            raise Unauthorized(
-                "The stream token has expired; get a new one from POST /v2/webhooks/{id}/stream-token.",
-                code="expired_stream_token",
+            raise ExpiredStreamToken(
+                "The stream token has expired; get a new one from POST /v2/webhooks/{id}/stream-token."
             )
         return parts[1]

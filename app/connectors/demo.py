@@ -15,7 +15,7 @@ from typing import Any
 
 from app.catalog import EventCatalog
 from app.connectors.base import Emit, MonitoredAccount, Subscription
-from app.responses import iso_millis
+from app.times import iso_millis
 
 # (weight, type): what a messaging/outreach account's day looks like; types missing from
 # the catalog are skipped.

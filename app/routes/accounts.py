@@ -9,16 +9,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from app.auth import ACCOUNT_ID, customer, issued_shape, owned_account
 from app.connectors import allowed_connectors
 from app.context import Context, context
-from app.errors import BadRequest, Conflict, NotFound
+from app.errors import AccountIdTaken, BadRequest
 from app.ids import account_id as new_account_id
 from app.monitors import monitoring_state
-from app.requests import customer, json_body, optional_str, reject_unknown
-from app.responses import iso_micros, success
-from storage.base import Account, AccountExists, ApiKey, MonitorLease, WebhookChange
+from app.requests import json_body, optional_str, reject_unknown
+from app.responses import success
+from app.times import iso_micros
+from storage.base import Account, AccountExists, MonitorLease, WebhookChange
 
-ACCOUNT_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.:@+=-]{0,127}\Z")  # \Z: `$` would allow a trailing newline
 CONNECTOR = re.compile(r"\A[A-Za-z_][A-Za-z0-9_.:]{0,199}\Z")
 
 
@@ -41,15 +42,6 @@ async def monitored_account_json(ctx: Context, account: Account) -> dict[str, An
     return account_json(account, lease)
 
 
-async def owned_account(request: Request, key: ApiKey, account_id: str) -> Account:
-    """The account if this key owns it; 404 otherwise, whether or not it exists."""
-    # An id no account can have is unknown without asking the database (PostgreSQL refuses NUL in text).
-    account = await context(request).storage.get_account(account_id) if ACCOUNT_ID.match(account_id) else None
-    if account is None or account.api_key_id != key.id:
-        raise NotFound(f"No account {account_id!r}.", code="account_not_found")
-    return account
-
-
 async def create_account(request: Request) -> Response:
     key = await customer(request)
     body = await json_body(request, required=False)
@@ -57,7 +49,7 @@ async def create_account(request: Request) -> Response:
     account_id = optional_str(body, "account_id", max_length=128)
     if account_id is None:
         account_id = new_account_id()
-    elif not ACCOUNT_ID.match(account_id):
+    elif not issued_shape(account_id, ACCOUNT_ID):
         raise BadRequest(
             "account_id must be 1-128 characters: letters, digits and _ . : @ + = -, starting with a letter or digit.",
             field="account_id",
@@ -77,7 +69,7 @@ async def create_account(request: Request) -> Response:
     try:
         account = await ctx.storage.create_account(account_id, key.id, name, connector)
     except AccountExists:
-        raise Conflict(f"An account with id {account_id!r} already exists.", code="account_exists") from None
+        raise AccountIdTaken(f"An account with id {account_id!r} already exists.") from None
     return success(account_json(account), "create_account", 201)
 
 

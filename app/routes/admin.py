@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from starlette.requests import Request
@@ -10,13 +9,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app import ids
+from app.auth import API_KEY_ID, issued_shape, require_admin
 from app.context import context
-from app.errors import BadRequest, NotFound
-from app.requests import json_body, optional_str, reject_unknown, require_admin
-from app.responses import iso_micros, success
+from app.errors import ApiKeyNotFound, BadRequest
+from app.requests import json_body, optional_str, reject_unknown
+from app.responses import success
+from app.times import iso_micros
 from storage.base import ApiKey, Storage
-
-_KEY_ID = re.compile(r"\A[\x21-\x7e]{1,64}\Z")
 
 
 def api_key_json(key: ApiKey) -> dict[str, Any]:
@@ -56,12 +55,11 @@ async def list_api_keys(request: Request) -> Response:
 async def revoke_api_key(request: Request) -> Response:
     require_admin(request)
     key_id = request.path_params["key_id"]
-    # An id we never issue is unknown without asking the database (PostgreSQL refuses NUL in text).
     ctx = context(request)
-    key = await ctx.storage.revoke_api_key(key_id)
-    ctx.api_keys.clear()  # keys are cached by hash, which a revoke does not know if _KEY_ID.match(key_id) else None
+    key = await ctx.storage.revoke_api_key(key_id) if issued_shape(key_id, API_KEY_ID) else None
     if key is None:
-        raise NotFound(f"No API key {key_id!r}.", code="api_key_not_found")
+        raise ApiKeyNotFound(key_id)
+    ctx.api_keys.clear()  # keys are cached by hash, which a revoke does not know
     return success(api_key_json(key), "revoke_api_key")
 
 

@@ -1,4 +1,4 @@
-"""The log's doors: ingest (SPEC §6), polling (§5.3), test events and the catalog (§4, §5.5)."""
+"""`…/events`: the log's two doors, ingest into an account (SPEC §6) and polling a webhook's feed (§5.3)."""
 
 from __future__ import annotations
 
@@ -6,24 +6,22 @@ import asyncio
 import functools
 import math
 import time
-from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from app.auth import ACCOUNT_ID, customer, issued_shape, owned_webhook, require_admin
 from app.context import context
 from app.cursors import check_within_log, feed_pruned
-from app.delivery import delivery_engine
-from app.envelopes import build_event, encode
-from app.errors import BadRequest, Conflict, NotFound
-from app.ids import event_id
-from app.requests import customer, json_body, query_int, query_value, reject_unknown, require_admin
-from app.responses import JSONResponse, iso_millis, success
+from app.envelopes import build_event
+from app.errors import AccountNotFound, BadRequest, EventIdTaken
+from app.errors import AccountNotMonitored as AccountNotMonitoredError
+from app.requests import json_body, query_int, query_value, reject_unknown
+from app.responses import JSONResponse, success
 from app.routes import BareEndpoint
-from app.routes.accounts import ACCOUNT_ID
-from app.routes.webhooks import owned_webhook
+from app.times import iso_millis
 from storage.base import AccountNotMonitored, EventIdConflict, JoinedPage, NewEvent, UnknownAccount
 
 MAX_BATCH = 1000
@@ -35,9 +33,8 @@ MAX_WAIT = 60.0
 async def ingest(request: Request) -> Response:
     require_admin(request)
     account_id = request.path_params["account_id"]
-    if not ACCOUNT_ID.match(account_id):
-        # No account can have this id; don't send it to the database (PostgreSQL refuses NUL in text).
-        raise NotFound(f"No account {account_id!r}.", code="account_not_found")
+    if not issued_shape(account_id, ACCOUNT_ID):
+        raise AccountNotFound(account_id)
     body = await json_body(request)
     ctx = context(request)
     build = functools.partial(
@@ -60,18 +57,15 @@ async def ingest(request: Request) -> Response:
     try:
         result = await ctx.storage.append(account_id, events)
     except UnknownAccount:
-        raise NotFound(f"No account {account_id!r}.", code="account_not_found") from None
+        raise AccountNotFound(account_id) from None
     except AccountNotMonitored:
-        raise Conflict(
-            f"Account {account_id!r} has no active webhook, so it is not monitored and its events are not stored.",
-            code="account_not_monitored",
+        raise AccountNotMonitoredError(
+            f"Account {account_id!r} has no active webhook, so it is not monitored and its events are not stored."
         ) from None
     except EventIdConflict as exc:
         index = next(i for i, event in enumerate(events) if event.id == exc.event_id)
         field = f"events[{index}].id" if "events" in body else "id"
-        raise Conflict(
-            f"{field} {exc.event_id!r} is already the id of another account's event.", code="event_id_conflict"
-        ) from None
+        raise EventIdTaken(f"{field} {exc.event_id!r} is already the id of another account's event.") from None
     ctx.metrics.append_seconds.observe(time.perf_counter() - started)
     ctx.metrics.events_appended.inc(len(result.committed))
     return success({"events": [{"id": a.id, "seq": a.seq} for a in result.appended]}, "ingest_events", 201)
@@ -142,52 +136,7 @@ def _page_body(page: JoinedPage, epoch: str, *, pruned: bool) -> bytes:
     return b"".join(parts)
 
 
-async def test_event(request: Request) -> Response:
-    key = await customer(request)
-    webhook = await owned_webhook(request, key)
-    ctx = context(request)
-    if webhook.mode == "custom":
-        # Delivered at once and outside the feed, so it neither waits behind nor reorders real events.
-        sent = await delivery_engine(ctx).deliver_test(webhook)
-        outcome = {"status_code": sent.status_code, "latency_ms": sent.latency_ms, "ok": sent.ok, "error": sent.error}
-        return success(outcome, "test_webhook")
-    data = {"webhook_id": webhook.id, "message": "This is a test event from hookstream."}
-    event = encode(event_id(), "webhook.test", webhook.account_id, iso_millis(), orjson.dumps(data))
-    result = await ctx.storage.append(webhook.account_id, [event], only_webhook_id=webhook.id, require_monitored=False)
-    appended = result.appended[0]
-    return success({"id": appended.id, "seq": appended.seq, "type": "webhook.test"}, "test_webhook", 201)
-
-
-async def mock_payload(request: Request) -> Response:
-    await customer(request)
-    body = await json_body(request)
-    reject_unknown(body, ("type",))
-    ctx = context(request)
-    name = body.get("type")
-    entry = ctx.catalog.get(name) if isinstance(name, str) else None
-    if entry is None:
-        raise BadRequest(f"type must be a known event type; valid types: {', '.join(ctx.catalog.names)}.", field="type")
-    envelope: dict[str, Any] = {
-        "id": event_id(),
-        "seq": 0,
-        "type": entry.type,
-        "account_id": "acc_example",
-        "timestamp": iso_millis(),
-        "version": "1.0",
-        "data": entry.example,
-    }
-    return success(envelope, "mock_payload")
-
-
-async def event_types(request: Request) -> Response:
-    await customer(request)
-    return success([entry.to_dict() for entry in context(request).catalog.types], "list_event_types")
-
-
 routes = [
     Route("/v2/webhooks/{webhook_id}/events", BareEndpoint(poll_events), methods=["GET"]),
     Route("/v2/accounts/{account_id}/events", ingest, methods=["POST"]),
-    Route("/v2/webhooks/mock-payload", mock_payload, methods=["POST"]),
-    Route("/v2/webhooks/{webhook_id}/test", test_event, methods=["POST"]),
-    Route("/v2/event-types", event_types, methods=["GET"]),
 ]

@@ -1,25 +1,21 @@
-"""`/v2/webhooks/{id}/stream` and its browser door, `/stream-token` (SPEC §5.4), and the `/console` page."""
+"""`/v2/webhooks/{id}/stream` and its browser door, `/stream-token` (SPEC §5.4)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
+from starlette.responses import Response
+from starlette.routing import Route
 
+from app.auth import customer, owned_webhook, webhook_by_id
 from app.context import context
 from app.cursors import check_within_log, feed_pruned, parse_seq
-from app.errors import NotFound, Unauthorized
-from app.requests import customer, query_int
-from app.responses import iso_millis, success
+from app.errors import InvalidStreamToken, WebhookNotFound
+from app.requests import query_int
+from app.responses import success
 from app.routes import BareEndpoint
-from app.routes.webhooks import owned_webhook
 from app.streaming import EventStream, Streams
+from app.times import iso_millis
 from storage.base import Webhook
-
-CONSOLE = Path(__file__).resolve().parent.parent / "console"
 
 
 def open_streams(request: Request) -> Streams:
@@ -36,10 +32,10 @@ async def _streamed_webhook(request: Request) -> tuple[Webhook, str]:
         return await owned_webhook(request, key), key.id
     webhook_id = request.path_params["webhook_id"]
     if open_streams(request).tokens.webhook_id(token) != webhook_id:
-        raise Unauthorized("The stream token is for another webhook's stream.", code="invalid_stream_token")
-    webhook = await context(request).storage.get_webhook(webhook_id)
+        raise InvalidStreamToken("The stream token is for another webhook's stream.")
+    webhook = await webhook_by_id(request, webhook_id)
     if webhook is None:
-        raise NotFound(f"No webhook {webhook_id!r}.", code="webhook_not_found")
+        raise WebhookNotFound(webhook_id)
     return webhook, webhook.api_key_id
 
 
@@ -83,13 +79,7 @@ async def stream_token(request: Request) -> Response:
     return success(data, "create_stream_token")
 
 
-async def console(request: Request) -> Response:
-    return FileResponse(CONSOLE / "index.html", headers={"cache-control": "no-cache"})
-
-
 routes = [
     Route("/v2/webhooks/{webhook_id}/stream", BareEndpoint(stream), methods=["GET"]),
     Route("/v2/webhooks/{webhook_id}/stream-token", stream_token, methods=["POST"]),
-    Route("/console", console, methods=["GET"]),
-    Mount("/console", StaticFiles(directory=CONSOLE), name="console"),
 ]

@@ -16,11 +16,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from app.auth import ACCOUNT_ID, account_of_key, customer, issued_shape
 from app.context import context
-from app.errors import NotFound
-from app.monitors import monitoring_state, wall_micros
-from app.requests import customer
-from app.responses import iso_micros, success
+from app.errors import AccountNotFound
+from app.monitors import monitoring_state
+from app.responses import success
+from app.times import iso_micros, wall_micros
 from storage.base import MonitorInterval
 
 MICROS = 1_000_000
@@ -84,12 +85,11 @@ async def get_usage(request: Request) -> Response:
     key = await customer(request)
     account_id = request.path_params["account_id"]
     ctx = context(request)
-    account = await ctx.storage.get_account(account_id)
-    if account is not None and account.api_key_id != key.id:
-        account = None
-    intervals = await ctx.storage.monitor_intervals(account_id, key.id)
+    account = await account_of_key(request, key, account_id)
+    # A deleted account keeps its usage record.
+    intervals = await ctx.storage.monitor_intervals(account_id, key.id) if issued_shape(account_id, ACCOUNT_ID) else []
     if account is None and not intervals:
-        raise NotFound(f"No account {account_id!r}.", code="account_not_found")
+        raise AccountNotFound(account_id)
     monitoring, open_until = "idle", None
     if account is not None and account.active_webhooks:
         lease = await ctx.storage.monitor_lease(account.id)

@@ -1,9 +1,7 @@
-"""`/v2/webhooks`: subscriptions, their lifecycle and utilities (SPEC §5.2, §5.5)."""
+"""`/v2/webhooks`: subscriptions, their lifecycle, secrets, test events and mock payloads (SPEC §5.2, §5.5)."""
 
 from __future__ import annotations
 
-import re
-import time
 from typing import Any
 
 from starlette.requests import Request
@@ -11,17 +9,20 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.addresses import UnsafeUrl, vetted_target
+from app.auth import customer, owned_account, owned_custom_webhook, owned_webhook
 from app.context import Context, context
-from app.errors import BadRequest, NotFound
+from app.delivery import delivery_engine
+from app.envelopes import test_event
+from app.errors import BadRequest, InvalidUrl, WebhookNotFound
+from app.ids import event_id
 from app.ids import webhook_id as new_webhook_id
-from app.requests import customer, json_body, optional_str, reject_unknown
-from app.responses import iso_micros, success
-from app.routes.accounts import owned_account
+from app.requests import json_body, optional_str, reject_unknown
+from app.responses import success
 from app.signing import new_secret
-from storage.base import ApiKey, Webhook, WebhookChange
+from app.times import iso_micros, iso_millis, wall_micros
+from storage.base import Webhook, WebhookChange
 
 WEBHOOK_FIELDS = ("account_id", "url", "events", "compressed_delivery")
-WEBHOOK_ID = re.compile(r"\A[0-9a-f]{24}\Z")
 UPDATABLE_FIELDS = ("events", "url", "compressed_delivery")
 
 
@@ -54,7 +55,7 @@ async def checked_url(ctx: Context, value: object) -> str:
     try:
         await vetted_target(value, allow_http=settings.allow_http, allow_private=settings.allow_private_urls)
     except UnsafeUrl as exc:
-        raise BadRequest(str(exc), field="url", code="invalid_url") from None
+        raise InvalidUrl(str(exc), field="url") from None
     return value
 
 
@@ -64,29 +65,10 @@ def checked_flag(value: object, field: str) -> bool:
     return value
 
 
-async def owned_webhook(request: Request, key: ApiKey, *, cached: bool = False) -> Webhook:
-    """The webhook named in the path if this key owns it; 404 otherwise.
-
-    `cached` serves reads that need only ownership (polling) from a cache that this
-    process's own changes keep exact and another process's changes reach within a second.
-    """
-    webhook_id = request.path_params["webhook_id"]
-    ctx = context(request)
-    webhook = ctx.webhooks.get(webhook_id) if cached else None
-    # An id we never issue is unknown without asking the database (PostgreSQL refuses NUL in text).
-    if webhook is None and WEBHOOK_ID.match(webhook_id):
-        webhook = await ctx.storage.get_webhook(webhook_id)
-        if webhook is not None:
-            ctx.webhooks.put(webhook_id, webhook)
-    if webhook is None or webhook.api_key_id != key.id:
-        raise NotFound(f"No webhook {webhook_id!r}.", code="webhook_not_found")
-    return webhook
-
-
 async def changed(ctx: Context, change: WebhookChange | None, webhook_id: str) -> Webhook:
     """The webhook after a change, once every listener (streams, monitors, delivery) has been told."""
     if change is None:
-        raise NotFound(f"No webhook {webhook_id!r}.", code="webhook_not_found")
+        raise WebhookNotFound(webhook_id)
     await ctx.webhook_changed(change)
     return change.webhook
 
@@ -103,7 +85,7 @@ async def create_webhook(request: Request) -> Response:
     url = None if body.get("url") is None else await checked_url(ctx, body["url"])
     compressed = checked_flag(body.get("compressed_delivery", False), "compressed_delivery")
     await owned_account(request, key, account_id)
-    now = time.time_ns() // 1000
+    now = wall_micros()
     webhook = Webhook(
         id=new_webhook_id(),
         account_id=account_id,
@@ -184,15 +166,50 @@ async def delete_webhook(request: Request) -> Response:
 
 async def rotate_secret(request: Request) -> Response:
     key = await customer(request)
-    webhook = await owned_webhook(request, key)
-    if webhook.mode != "custom":
-        raise BadRequest("Only custom-mode webhooks have a signing secret.", code="not_custom_mode")
+    webhook = await owned_custom_webhook(request, key, "Only custom-mode webhooks have a signing secret")
     ctx = context(request)
     change = await ctx.storage.update_webhook(webhook.id, secret=new_secret())
     return success(webhook_json(await changed(ctx, change, webhook.id), with_secret=True), "rotate_secret")
 
 
+async def test_webhook(request: Request) -> Response:
+    key = await customer(request)
+    webhook = await owned_webhook(request, key)
+    ctx = context(request)
+    if webhook.mode == "custom":
+        # Delivered at once and outside the feed, so it neither waits behind nor reorders real events.
+        sent = await delivery_engine(ctx).deliver_test(webhook)
+        outcome = {"status_code": sent.status_code, "latency_ms": sent.latency_ms, "ok": sent.ok, "error": sent.error}
+        return success(outcome, "test_webhook")
+    event = test_event(webhook.id, webhook.account_id)
+    result = await ctx.storage.append(webhook.account_id, [event], only_webhook_id=webhook.id, require_monitored=False)
+    appended = result.appended[0]
+    return success({"id": appended.id, "seq": appended.seq, "type": "webhook.test"}, "test_webhook", 201)
+
+
+async def mock_payload(request: Request) -> Response:
+    await customer(request)
+    body = await json_body(request)
+    reject_unknown(body, ("type",))
+    ctx = context(request)
+    name = body.get("type")
+    entry = ctx.catalog.get(name) if isinstance(name, str) else None
+    if entry is None:
+        raise BadRequest(f"type must be a known event type; valid types: {', '.join(ctx.catalog.names)}.", field="type")
+    envelope: dict[str, Any] = {
+        "id": event_id(),
+        "seq": 0,
+        "type": entry.type,
+        "account_id": "acc_example",
+        "timestamp": iso_millis(),
+        "version": "1.0",
+        "data": entry.example,
+    }
+    return success(envelope, "mock_payload")
+
+
 routes = [
+    Route("/v2/webhooks/mock-payload", mock_payload, methods=["POST"]),
     Route("/v2/webhooks", create_webhook, methods=["POST"]),
     Route("/v2/webhooks", list_webhooks, methods=["GET"]),
     Route("/v2/webhooks/{webhook_id}", get_webhook, methods=["GET"]),
@@ -201,4 +218,5 @@ routes = [
     Route("/v2/webhooks/{webhook_id}/stop", stop_webhook, methods=["POST"]),
     Route("/v2/webhooks/{webhook_id}/start", start_webhook, methods=["POST"]),
     Route("/v2/webhooks/{webhook_id}/rotate-secret", rotate_secret, methods=["POST"]),
+    Route("/v2/webhooks/{webhook_id}/test", test_webhook, methods=["POST"]),
 ]

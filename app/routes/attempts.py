@@ -1,4 +1,4 @@
-"""Custom-mode observability and recovery: `/v2/webhooks/{id}/attempts` and `/recover` (SPEC §8)."""
+"""A custom webhook's delivery attempts: `/v2/webhooks/{id}/attempts` lists them, `/recover` asks for more (§8)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from app.auth import customer, owned_custom_webhook
 from app.context import context
-from app.errors import BadRequest, Conflict
-from app.requests import customer, json_body, query_int, reject_unknown
-from app.responses import iso_micros, success
-from app.routes.webhooks import owned_webhook
-from storage.base import ApiKey, DeliveryAttempt, Webhook
+from app.errors import BadRequest, CursorAhead
+from app.requests import json_body, query_int, reject_unknown
+from app.responses import success
+from app.times import iso_micros
+from storage.base import DeliveryAttempt
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -33,20 +34,9 @@ def attempt_json(attempt: DeliveryAttempt) -> dict[str, Any]:
     }
 
 
-async def custom_webhook(request: Request, key: ApiKey) -> Webhook:
-    """The owned webhook named in the path, which must deliver to a URL."""
-    webhook = await owned_webhook(request, key)
-    if webhook.mode != "custom":
-        raise BadRequest(
-            "Only custom-mode webhooks deliver to a URL; read a hosted webhook's feed from its events_url.",
-            code="not_custom_mode",
-        )
-    return webhook
-
-
 async def list_attempts(request: Request) -> Response:
     key = await customer(request)
-    webhook = await custom_webhook(request, key)
+    webhook = await owned_custom_webhook(request, key, "Only custom-mode webhooks deliver to a URL")
     limit = min(query_int(request, "limit", minimum=1) or DEFAULT_LIMIT, MAX_LIMIT)
     before = query_int(request, "before", minimum=1)
     attempts = await context(request).storage.list_attempts(webhook.id, before, limit + 1)
@@ -65,7 +55,7 @@ async def list_attempts(request: Request) -> Response:
 
 async def recover(request: Request) -> Response:
     key = await customer(request)
-    webhook = await custom_webhook(request, key)
+    webhook = await owned_custom_webhook(request, key, "Only custom-mode webhooks deliver to a URL")
     body = await json_body(request)
     reject_unknown(body, ("afterSeq",))
     after = body.get("afterSeq")
@@ -76,9 +66,7 @@ async def recover(request: Request) -> Response:
     ctx = context(request)
     head = (await ctx.storage.log_state()).head_seq
     if after > head:
-        raise Conflict(
-            f"afterSeq {after} is beyond the newest seq this log has assigned ({head}).", code="cursor_ahead"
-        )
+        raise CursorAhead(f"afterSeq {after} is beyond the newest seq this log has assigned ({head}).")
     await ctx.storage.recover_deliveries(webhook.id, after)
     ctx.hub.wake(webhook.id)
     return success({"webhook_id": webhook.id, "after_seq": after, "is_active": webhook.is_active}, "recover_webhook")
