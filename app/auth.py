@@ -34,7 +34,7 @@ API_KEY_ID = re.compile(r"\A[\x21-\x7e]{1,64}\Z")
 
 
 async def customer(request: Request) -> ApiKey:
-    """The API key sent as `x-api-key`, or 401."""
+    """The API key sent as `x-api-key`, or 401; 429 past the key's rate limit."""
     secret = header_value(request, b"x-api-key")
     if not secret:
         raise MissingApiKey("Send your API key in the x-api-key header.")
@@ -46,6 +46,8 @@ async def customer(request: Request) -> ApiKey:
         if key is None:
             raise InvalidApiKey("The API key is not valid or has been revoked.")
         ctx.api_keys.put(key_hash, key)
+    if ctx.key_rate is not None:
+        ctx.key_rate.take(key.id)
     return key
 
 

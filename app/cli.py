@@ -80,6 +80,8 @@ def serve(args: argparse.Namespace) -> None:
         "access_log": settings.access_log,
         "proxy_headers": True,
         "timeout_graceful_shutdown": 5,
+        # Header deadline and size, body cut-off, connection cap (SPEC §11): see app/_http.py.
+        "http": "app._http:BoundedHttpToolsProtocol",
     }
     if workers > 1:
         # Each worker process builds its own app from the same environment.

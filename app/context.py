@@ -13,6 +13,7 @@ from starlette.requests import Request
 from app.cache import Expiring
 from app.catalog import EventCatalog
 from app.hub import Hub
+from app.limits import Buckets
 from app.metrics import Metrics
 from app.settings import Settings
 from app.times import Clock, SystemClock
@@ -47,8 +48,17 @@ class Context:
     webhook_listeners: list[WebhookListener] = field(default_factory=list)
     api_keys: Expiring[bytes, ApiKey] = field(default_factory=lambda: Expiring(CACHE_SECONDS))
     webhooks: Expiring[str, Webhook] = field(default_factory=lambda: Expiring(CACHE_SECONDS))
+    # Per-key and per-account rate limits; None when off.
+    key_rate: Buckets | None = None
+    ingest_rate: Buckets | None = None
     _log_state: LogState | None = None
     _log_state_read_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.settings.rate_limit is not None:
+            self.key_rate = Buckets(self.settings.rate_limit, "An API key")
+        if self.settings.ingest_rate_limit is not None:
+            self.ingest_rate = Buckets(self.settings.ingest_rate_limit, "Ingest into one account")
 
     async def webhook_changed(self, change: WebhookChange) -> None:
         """Tell every part that cares that a webhook was created, changed, stopped, started or deleted."""

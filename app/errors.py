@@ -25,12 +25,16 @@
     │   ├── AccountNotMonitored           account_not_monitored
     │   └── EventIdTaken                  event_id_conflict
     ├── PayloadTooLarge              413  body_too_large
+    ├── HeadersTooLarge              431  headers_too_large
     ├── TooManyRequests              429  too_many_requests
-    │   └── TooManyStreams                too_many_streams
+    │   ├── TooManyStreams                too_many_streams
+    │   └── RateLimited                   rate_limited
     └── ServiceUnavailable           503  not_ready
-        └── ShuttingDown                  shutting_down
+        ├── ShuttingDown                  shutting_down
+        └── TooManyConnections            too_many_connections
 
-`app.responses.error_response` is the one place that turns them into JSON. The "not found"
+`app.responses.error_response` is the one place that turns them into JSON, with a `Retry-After`
+header when the error carries `retry_after` (every 429 and 503 does). The "not found"
 errors build their message from the id, so every route words them the same way.
 """
 
@@ -42,6 +46,8 @@ class HookstreamError(Exception):
 
     status_code = 500
     code = "internal_error"
+    # Seconds a client should wait before trying again, sent as Retry-After; None sends none.
+    retry_after: int | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -215,11 +221,19 @@ class PayloadTooLarge(HookstreamError):
     code = "body_too_large"
 
 
+class HeadersTooLarge(HookstreamError):
+    """The request's headers exceed the configured limit."""
+
+    status_code = 431
+    code = "headers_too_large"
+
+
 class TooManyRequests(HookstreamError):
     """A limit was reached."""
 
     status_code = 429
     code = "too_many_requests"
+    retry_after = 1
 
 
 class TooManyStreams(TooManyRequests):
@@ -228,14 +242,31 @@ class TooManyStreams(TooManyRequests):
     code = "too_many_streams"
 
 
+class RateLimited(TooManyRequests):
+    """The API key (or, for ingest, the account) has used its rate limit for now."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class ServiceUnavailable(HookstreamError):
     """The server cannot serve this now."""
 
     status_code = 503
     code = "not_ready"
+    retry_after = 1
 
 
 class ShuttingDown(ServiceUnavailable):
     """The server is shutting down; reconnect elsewhere or in a moment."""
 
     code = "shutting_down"
+
+
+class TooManyConnections(ServiceUnavailable):
+    """The server holds as many connections as it may; only /healthz is answered past that."""
+
+    code = "too_many_connections"

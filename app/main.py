@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
@@ -56,6 +56,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     # Keep Starlette's headers, such as the `Allow` list a 405 must carry.
     response.headers.update(exc.headers or {})
     return response
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # A client that leaves mid-body (a closed tab, its own timeout) is normal: one quiet line, and no
+    # answer, since there is no one to send it to.
+    logger.info("client went away during %s %s", request.method, request.url.path)
+    return Response(status_code=400)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
@@ -154,6 +161,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         exception_handlers={
             HookstreamError: _hookstream_error,
             HTTPException: _http_error,
+            ClientDisconnect: _client_gone,
             Exception: _unexpected_error,
         },
         lifespan=lifespan,

@@ -13,6 +13,9 @@ from app.cursors import parse_seq
 from app.errors import BadRequest, InvalidJson, PayloadTooLarge
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Numbers are spelled one way in every query parameter and header: ASCII digits, and for seconds an optional
+# decimal fraction. Python's float() would also take ' 5', '1_0', Arabic-Indic digits, '+5', '1e3', 'nan', 'inf'.
+_SECONDS = re.compile(r"\d{1,9}(?:\.\d{1,9})?", re.ASCII)
 # Where a request's parsed query string is kept, so each parameter read does not split it again.
 _QUERY = "hookstream.query"
 
@@ -75,6 +78,20 @@ def query_int(request: Request, name: str, *, minimum: int) -> int | None:
     """An integer query parameter ≥ `minimum`, None when absent; 400 naming it otherwise."""
     raw = query_value(request, name)
     return None if raw is None else parse_seq(raw, f"Query parameter {name}", minimum=minimum, field=name)
+
+
+def query_seconds(request: Request, name: str, *, maximum: float) -> float | None:
+    """A number of seconds from 0 to `maximum` (`2` or `2.5`), None when absent; 400 naming it otherwise."""
+    raw = query_value(request, name)
+    if raw is None:
+        return None
+    if _SECONDS.fullmatch(raw) is None or float(raw) > maximum:
+        raise BadRequest(
+            f"Query parameter {name} must be a number of seconds from 0 to {maximum:g}"
+            f" (digits, optionally a decimal fraction such as 2.5), not {raw[:40]!r}.",
+            field=name,
+        )
+    return float(raw)
 
 
 def optional_str(body: dict[str, Any], name: str, *, max_length: int = 255) -> str | None:

@@ -39,7 +39,7 @@ def error_response(exc: HookstreamError, action: str = "error") -> JSONResponse:
     field = getattr(exc, "field", None)
     if field is not None:
         error["field"] = field
-    headers = {"Retry-After": "1"} if exc.status_code in (429, 503) else None
+    headers = None if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
     return JSONResponse(
         {"success": False, "error": error, "metadata": metadata(action)}, status_code=exc.status_code, headers=headers
     )

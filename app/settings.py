@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from app.catalog import EventCatalog
+from app.limits import RateLimit, parse_rate
 from app.logs import LOG_FORMATS
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -152,6 +153,12 @@ class Settings:
     access_log: bool = False
     log_format: str = "text"
     web_concurrency: int = 1
+    header_timeout: float = 10.0
+    max_header_bytes: int = 64 * 1024
+    # None: from the process's file-descriptor limit (app/_http.py).
+    max_connections: int | None = None
+    rate_limit: RateLimit | None = None
+    ingest_rate_limit: RateLimit | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -221,4 +228,9 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "HOOKSTREAM_LOG_FORMAT": ("log_format", _log_format),
     # The PaaS convention for how many server processes to run on one machine (Heroku sets it by itself).
     "WEB_CONCURRENCY": ("web_concurrency", _positive_int),
+    "HOOKSTREAM_HEADER_TIMEOUT": ("header_timeout", _positive_duration),
+    "HOOKSTREAM_MAX_HEADER_BYTES": ("max_header_bytes", _positive_size),
+    "HOOKSTREAM_MAX_CONNECTIONS": ("max_connections", _positive_int),
+    "HOOKSTREAM_RATE_LIMIT": ("rate_limit", parse_rate),
+    "HOOKSTREAM_INGEST_RATE_LIMIT": ("ingest_rate_limit", parse_rate),
 }

@@ -60,7 +60,35 @@ BAD_VALUES = [
     ("HOOKSTREAM_EVENT_TYPES", "/nonexistent/event_types.json"),
     ("DATABASE_URL", "mysql://localhost/db"),
     ("PORT", "eighty"),
+    ("HOOKSTREAM_HEADER_TIMEOUT", "0"),
+    ("HOOKSTREAM_HEADER_TIMEOUT", "soon"),
+    ("HOOKSTREAM_MAX_HEADER_BYTES", "0"),
+    ("HOOKSTREAM_MAX_HEADER_BYTES", "64 kilobytes"),
+    ("HOOKSTREAM_MAX_CONNECTIONS", "0"),
+    ("HOOKSTREAM_MAX_CONNECTIONS", "many"),
+    ("HOOKSTREAM_RATE_LIMIT", "100"),
+    ("HOOKSTREAM_RATE_LIMIT", "100/h"),
+    ("HOOKSTREAM_RATE_LIMIT", "0/s"),
+    ("HOOKSTREAM_RATE_LIMIT", "-5/s"),
+    ("HOOKSTREAM_RATE_LIMIT", "1.5/s"),
+    ("HOOKSTREAM_INGEST_RATE_LIMIT", "fast"),
+    ("HOOKSTREAM_INGEST_RATE_LIMIT", "10/ m"),
 ]
+
+
+def test_the_http_bounds_default_to_the_spec_and_rate_limits_to_off() -> None:
+    settings = Settings.from_env({})
+    assert settings.header_timeout == 10
+    assert settings.max_header_bytes == 64 * 1024
+    assert settings.rate_limit is None
+    assert settings.ingest_rate_limit is None
+
+
+def test_rate_limits_are_requests_per_second_or_per_minute() -> None:
+    settings = Settings.from_env({"HOOKSTREAM_RATE_LIMIT": "100/s", "HOOKSTREAM_INGEST_RATE_LIMIT": "600/m"})
+    assert settings.rate_limit is not None and settings.ingest_rate_limit is not None
+    assert (settings.rate_limit.requests, settings.rate_limit.per_second) == (100, 100)
+    assert (settings.ingest_rate_limit.requests, settings.ingest_rate_limit.per_second) == (600, 10)
 
 
 @pytest.mark.parametrize(("name", "value"), BAD_VALUES)
@@ -76,6 +104,8 @@ def test_a_malformed_variable_is_refused_naming_it(name: str, value: str) -> Non
         ("HOOKSTREAM_MAX_BODY_BYTES", "lots"),
         ("HOOKSTREAM_EVENT_TYPES", "/nonexistent/event_types.json"),
         ("DATABASE_URL", "mysql://localhost/db"),
+        ("HOOKSTREAM_RATE_LIMIT", "lots"),
+        ("HOOKSTREAM_MAX_CONNECTIONS", "-1"),
     ],
 )
 def test_the_server_stops_at_start_with_a_message_naming_a_malformed_variable(

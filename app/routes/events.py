@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import math
 import time
 
 import orjson
@@ -18,7 +17,7 @@ from app.cursors import check_within_log, feed_pruned
 from app.envelopes import build_event
 from app.errors import AccountNotFound, BadRequest, EventIdTaken
 from app.errors import AccountNotMonitored as AccountNotMonitoredError
-from app.requests import json_body, query_int, query_value, reject_unknown
+from app.requests import json_body, query_int, query_seconds, reject_unknown
 from app.responses import JSONResponse, success
 from app.routes import BareEndpoint
 from app.times import iso_millis
@@ -35,8 +34,11 @@ async def ingest(request: Request) -> Response:
     account_id = request.path_params["account_id"]
     if not issued_shape(account_id, ACCOUNT_ID):
         raise AccountNotFound(account_id)
-    body = await json_body(request)
     ctx = context(request)
+    # Before the body is read: a refused call costs no upload.
+    if ctx.ingest_rate is not None:
+        ctx.ingest_rate.take(account_id)
+    body = await json_body(request)
     build = functools.partial(
         build_event,
         account_id=account_id,
@@ -71,25 +73,12 @@ async def ingest(request: Request) -> Response:
     return success({"events": [{"id": a.id, "seq": a.seq} for a in result.appended]}, "ingest_events", 201)
 
 
-def _wait_seconds(request: Request) -> float:
-    raw = query_value(request, "wait")
-    if raw is None:
-        return 0.0
-    try:
-        wait = float(raw)
-    except ValueError:
-        wait = math.nan
-    if not 0 <= wait <= MAX_WAIT:
-        raise BadRequest(f"Query parameter wait must be a number of seconds from 0 to 60, not {raw!r}.", field="wait")
-    return wait
-
-
 async def poll_events(request: Request) -> Response:
     key = await customer(request)
     webhook = await owned_webhook(request, key, cached=True)
     after = query_int(request, "afterSeq", minimum=0)
     limit = min(query_int(request, "limit", minimum=1) or DEFAULT_LIMIT, MAX_LIMIT)
-    wait = _wait_seconds(request)
+    wait = query_seconds(request, "wait", maximum=MAX_WAIT) or 0.0
     ctx = context(request)
     state = await ctx.log_state(after)
     check_within_log(after, "afterSeq", state)

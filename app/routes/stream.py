@@ -10,7 +10,7 @@ from app.auth import customer, owned_webhook, webhook_by_id
 from app.context import context
 from app.cursors import check_within_log, feed_pruned, parse_seq
 from app.errors import InvalidStreamToken, WebhookNotFound
-from app.requests import query_int
+from app.requests import header_value, query_int
 from app.responses import success
 from app.routes import BareEndpoint
 from app.streaming import EventStream, Streams
@@ -36,12 +36,17 @@ async def _streamed_webhook(request: Request) -> tuple[Webhook, str]:
     webhook = await webhook_by_id(request, webhook_id)
     if webhook is None:
         raise WebhookNotFound(webhook_id)
+    # A browser's stream counts against the key that owns the webhook, as one with x-api-key would.
+    key_rate = context(request).key_rate
+    if key_rate is not None:
+        key_rate.take(webhook.api_key_id)
     return webhook, webhook.api_key_id
 
 
 def _requested_cursor(request: Request) -> tuple[int | None, str]:
     """Where the client asked to resume: `Last-Event-ID` (browsers' reconnects), else `afterSeq`."""
-    raw = request.headers.get("last-event-id", "").strip()
+    # Not stripped: HTTP already trims the spaces around a header value, and str.strip() would also take others.
+    raw = header_value(request, b"last-event-id")
     if raw:
         what = "The Last-Event-ID header (the seq of the last event received)"
         return parse_seq(raw, what, field="Last-Event-ID"), "Last-Event-ID"
