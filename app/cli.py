@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from app.catalog import filter_matches
 from app.settings import Settings, SettingsError
+from hookstream_client.cli import add_commands as add_client_commands
 from storage import create_storage
 
 if TYPE_CHECKING:
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     key_parser = admin_commands.add_parser("create-key", help="create an API key and print it (shown once)")
     key_parser.add_argument("name", help="a label for whom the key is for")
     key_parser.set_defaults(handler=create_key)
+    add_client_commands(commands)
     args = parser.parse_args(argv)
     args.handler(args)
 
