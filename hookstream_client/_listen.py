@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import random
-import sys
 import time
 from pathlib import Path
 
@@ -132,26 +131,25 @@ def listen(args: argparse.Namespace) -> None:
     target = forward_url(args.forward_to)
     cursor_path = Path(args.cursor_file or f"hookstream-{args.webhook_id}.cursor")
     cursor = open_cursor(cursor_path, args.after)
-    secret, secret_path = local_secret(cursor_path, args.secret)
     status = StatusLine()
-    where = f" (kept in {secret_path})" if secret_path else ""
-    status.note(f"forwarding webhook {args.webhook_id} to {target}")
-    status.note(f"signing secret: {secret}{where}")
-    status.note(f"cursor: {cursor_path}, after seq {cursor.seq}")
-    forwarder = Forwarder(target, secret, status)
-    try:
-        with Client(url, key) as client:
-            client.get_webhook(args.webhook_id)  # an unknown webhook or a refused key: one clear line now
+    with Client(url, key) as client:
+        client.get_webhook(args.webhook_id)  # an unknown webhook or a refused key: one clear line now
+        secret, secret_path = local_secret(cursor_path, args.secret)
+        where = f" (kept in {secret_path})" if secret_path else ""
+        status.note(f"forwarding webhook {args.webhook_id} to {target}")
+        status.note(f"signing secret: {secret}{where}")
+        status.note(f"cursor: {cursor_path}, after seq {cursor.seq}")
+        forwarder = Forwarder(target, secret, status)
+        try:
             events = client.stream(args.webhook_id, cursor=cursor, on_status=status.connection, on_pruned=status.pruned)
             with status:
                 for event in events:
                     forwarder.deliver(event)
                     cursor.ack(event)
-        status.note("the webhook is stopped; start it and run listen again to go on")
-    except EpochChanged as exc:
-        raise CommandError(f"{exc.message} Delete {cursor_path} to start over.") from None
-    except OSError as exc:
-        raise CommandError(f"cannot write the cursor file {cursor_path}: {exc.strerror or exc}") from None
-    finally:
-        forwarder.close()
-    sys.exit(0)
+        except EpochChanged as exc:
+            raise CommandError(f"{exc.message} Delete {cursor_path} to start over.") from None
+        except OSError as exc:
+            raise CommandError(f"cannot write the cursor file {cursor_path}: {exc.strerror or exc}") from None
+        finally:
+            forwarder.close()
+    status.note("the webhook is stopped; start it and run listen again to go on")
