@@ -395,3 +395,20 @@ def test_verify_takes_any_of_several_signatures_and_ed25519() -> None:
     other = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     with pytest.raises(InvalidSignature):
         verify(body, ed_headers, "whpk_" + base64.b64encode(other).decode())
+
+
+def test_cursor_files_replace_or_overwrite_and_read_back(tmp_path: Path) -> None:
+    event = Event("evt_1", 41, "message_received", "acc", "2025-01-15T12:00:00.000Z", "1.0", {})
+    for overwrite in (False, True):
+        path = tmp_path / f"overwrite-{overwrite}.cursor"
+        cursor = CursorFile(path, fsync=not overwrite, overwrite=overwrite)
+        cursor.reset("epoch-1")
+        cursor.ack(event)
+        cursor.ack(Event(**{**event.__dict__, "seq": 7}))  # a shorter record over a longer one
+        cursor.sync()
+        again = CursorFile(path)
+        assert (again.seq, again.epoch) == (7, "epoch-1")
+        cursor.close()
+    (tmp_path / "bad.cursor").write_text("not json")
+    with pytest.raises(ValueError, match="not a hookstream cursor file"):
+        CursorFile(tmp_path / "bad.cursor")
