@@ -2,7 +2,9 @@
 
 Pages of 1,000 are fetched by a thread one page ahead of the writer (the next cursor is the page's
 `lastSeq`, found at the end of the body without parsing it), so the server's time and the
-client's overlap. Each line is the server's envelope; every page is checked to continue the
+client's overlap. That thread reads pages with the standard library's http.client: for bodies of
+half a megabyte it is several times faster than httpx, whose chunked reads through h11 were most
+of an export's time. Each line is the server's envelope; every page is checked to continue the
 cursor, and a pruned gap or a new epoch is reported, never skipped silently.
 
 The progress bar's total: the server does not count a feed, but a one-event page says whether
@@ -14,6 +16,7 @@ exact at both ends, and exact throughout for a webhook that sees every event of 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import queue
@@ -21,16 +24,19 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-from hookstream_client._api import Call, answer, error_from
+from hookstream_client._api import USER_AGENT, Call, answer, error_from
 from hookstream_client.cli import CommandError, credentials
 from hookstream_client.client import Client
-from hookstream_client.errors import CursorAhead
+from hookstream_client.errors import CursorAhead, TransportError
 
 PAGE = 1000
+TIMEOUT = 60.0
 
 loads: Callable[[bytes], Any]
 dumps: Callable[[Any], bytes]
@@ -112,24 +118,45 @@ def newest_seq(client: Client, webhook_id: str, after: int) -> int:
 class Fetcher(threading.Thread):
     """Fetches pages one ahead of the writer, following each page's lastSeq."""
 
-    def __init__(self, client: Client, webhook_id: str, after: int) -> None:
+    def __init__(self, base_url: str, api_key: str, webhook_id: str, after: int) -> None:
         super().__init__(daemon=True)
-        self.client = client
-        self.path = f"/v2/webhooks/{webhook_id}/events"
+        self.url = urlsplit(base_url)
+        self.headers = {"x-api-key": api_key, "user-agent": USER_AGENT}
+        self.path = f"{self.url.path.rstrip('/')}/v2/webhooks/{webhook_id}/events?limit={PAGE}&afterSeq="
         self.cursor = after
         # (afterSeq, body) per page, an error to raise, or None at the end.
         self.pages: queue.Queue[tuple[int, bytes] | BaseException | None] = queue.Queue(maxsize=2)
         self.stop = threading.Event()
+        self.connection: http.client.HTTPConnection | None = None
+
+    def _get(self, path: str) -> tuple[int, bytes, list[tuple[str, str]]]:
+        for attempt in (1, 2):
+            if self.connection is None:
+                host, port = self.url.hostname or "localhost", self.url.port
+                if self.url.scheme == "https":
+                    self.connection = http.client.HTTPSConnection(host, port, timeout=TIMEOUT)
+                else:
+                    self.connection = http.client.HTTPConnection(host, port, timeout=TIMEOUT)
+            try:
+                self.connection.request("GET", path, headers=self.headers)
+                response = self.connection.getresponse()
+                return response.status, response.read(), response.getheaders()
+            except (OSError, http.client.HTTPException) as exc:
+                self.connection.close()
+                self.connection = None
+                if attempt == 2:  # a kept-alive connection may have been closed by the server: retry once
+                    raise TransportError(f"The connection to the hookstream server broke: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def run(self) -> None:
         try:
             while not self.stop.is_set():
-                response = self.client._send(Call("GET", self.path, {"afterSeq": self.cursor, "limit": PAGE}))
-                if response.status_code != 200:
-                    raise error_from(response)
-                body = response.content
+                status, body, headers = self._get(self.path + str(self.cursor))
+                if status != 200:
+                    raise error_from(httpx.Response(status, headers=headers, content=body))
+                # The page's own fields follow its events: the last "lastSeq" is the page's, "hasMore" just before.
                 last = body.rfind(b'"lastSeq":')
-                more = body.rfind(b'"hasMore":true') != -1
+                more = body.startswith(b'"hasMore":true', body.rfind(b'"hasMore":', 0, last))
                 self.pages.put((self.cursor, body))
                 tail = body[last + 10 : last + 31]
                 digits = tail[: len(tail) - len(tail.lstrip(b"0123456789"))]
@@ -138,6 +165,9 @@ class Fetcher(threading.Thread):
                 self.cursor = int(digits)
         except BaseException as exc:  # noqa: B036 - handed to the writer, which raises it
             self.pages.put(exc)
+        finally:
+            if self.connection is not None:
+                self.connection.close()
         self.pages.put(None)
 
 
@@ -157,14 +187,13 @@ def export(args: argparse.Namespace) -> None:
     with output, Client(url, key) as client:
         client.get_webhook(args.webhook_id)  # an unknown webhook or a refused key: one clear line now
         target = newest_seq(client, args.webhook_id, after)
-        written = _copy(client, args.webhook_id, after, target, output, err)
+        written = _copy(Fetcher(url, key, args.webhook_id, after), after, target, output, err)
+        # No fsync: a file cut short by a power loss is what --resume continues.
         output.flush()
-        os.fsync(output.fileno())
     err.print(f"exported {written} events to {path}" + (f" (after seq {after})" if after else ""))
 
 
-def _copy(client: Client, webhook_id: str, after: int, target: int, output: Any, err: Console) -> int:
-    fetcher = Fetcher(client, webhook_id, after)
+def _copy(fetcher: Fetcher, after: int, target: int, output: Any, err: Console) -> int:
     fetcher.start()
     epoch = None
     cursor = after
@@ -199,9 +228,8 @@ def _copy(client: Client, webhook_id: str, after: int, target: int, output: Any,
                 events = page["events"]
                 if page_after != cursor or (events and events[0]["seq"] <= cursor):
                     raise CommandError(f"the page after seq {page_after} does not continue the export at {cursor}")
-                for event in events:
-                    output.write(dumps(event) + b"\n")
                 if events:
+                    output.write(b"\n".join(map(dumps, events)) + b"\n")
                     cursor = events[-1]["seq"]
                     written += len(events)
                     # Events appended during the export run past the target: the total grows with them.
