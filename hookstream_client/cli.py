@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Callable
+from types import FrameType
 
 from hookstream_client.errors import HookstreamError
 
@@ -98,6 +100,8 @@ def _run(name: str) -> Callable[[argparse.Namespace], None]:
 def run(name: str, args: argparse.Namespace) -> int:
     """Run command `name`; its exit status."""
     prog = f"hookstream {name}"
+    # SIGTERM ends a command as Ctrl-C does, so listen's last cursor write is made durable on the way out.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         if name == "listen":
             from hookstream_client._listen import listen
@@ -124,6 +128,10 @@ def run(name: str, args: argparse.Namespace) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     return 0
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> None:

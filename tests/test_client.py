@@ -412,3 +412,26 @@ def test_cursor_files_replace_or_overwrite_and_read_back(tmp_path: Path) -> None
     (tmp_path / "bad.cursor").write_text("not json")
     with pytest.raises(ValueError, match="not a hookstream cursor file"):
         CursorFile(tmp_path / "bad.cursor")
+
+
+def test_the_client_builds_as_a_package_of_its_own(tmp_path: Path) -> None:
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path), "./hookstream_client"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = tmp_path.glob("hookstream_client-*.whl")
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        metadata = next(archive.read(n).decode() for n in names if n.endswith("METADATA"))
+        entry_points = next(archive.read(n).decode() for n in names if n.endswith("entry_points.txt"))
+    assert {"hookstream_client/__init__.py", "hookstream_client/py.typed", "hookstream_client/cli.py"} <= names
+    assert not any(n.startswith(("app/", "storage/")) or n.endswith("pyproject.toml") for n in names)
+    requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
+    assert [r for r in requires if "extra ==" not in r] == ["Requires-Dist: httpx>=0.27"]
+    assert "hookstream-client = hookstream_client.cli:main" in entry_points
