@@ -46,6 +46,9 @@ class Watch:
     ) -> None:
         self.store = cursor
         self.seq = after if after is not None else (cursor.seq if cursor is not None else None)
+        # A consumer with a cursor store that has never acknowledged anything wants the whole retained
+        # feed, and the events retention deleted before it existed are no gap of its own.
+        self.fresh = self.seq is None and cursor is not None
         self.epoch = epoch if epoch is not None else (cursor.epoch if cursor is not None else None)
         self.on_pruned = on_pruned
         self.on_epoch_change = on_epoch_change
@@ -73,6 +76,8 @@ class Watch:
 
     def pruned(self, after_seq: int, oldest_seq: int | None) -> None:
         """Raise `FeedPruned`, or tell the callback and go on."""
+        if self.fresh:
+            return
         gap = FeedPruned(after_seq, oldest_seq)
         if self.on_pruned is None:
             raise gap
@@ -147,6 +152,8 @@ class PollState:
             return None
         if page.pruned and self.watch.seq is not None:
             self.watch.pruned(self.watch.seq, page.events[0].seq if page.events else None)
+        if page.events:
+            self.watch.fresh = False
         self.caught_up = not page.has_more
         return page.events
 
@@ -167,6 +174,8 @@ class StreamState:
         headers = {"accept": "text/event-stream", "cache-control": "no-cache"}
         if self.watch.seq is not None:
             headers["last-event-id"] = str(self.watch.seq)
+        elif self.watch.fresh:
+            headers["last-event-id"] = "0"  # the whole retained feed, not the live tail
         return headers
 
     def opened(self, headers: Mapping[str, str]) -> bool:
@@ -195,6 +204,7 @@ class StreamState:
     def delivered(self, event: Event) -> None:
         """The caller has `event`: a reconnect resumes after it."""
         self.watch.seq = event.seq
+        self.watch.fresh = False
 
     @property
     def retry_seconds(self) -> float:

@@ -82,13 +82,14 @@ def open_cursor(path: Path, after: int | None) -> CursorFile:
         raise CommandError(str(exc)) from None
     except OSError as exc:
         raise CommandError(f"cannot read the cursor file {path}: {exc.strerror}") from None
-    if cursor.seq is None:
-        cursor.seq = after or 0
+    fresh = cursor.seq is None and after is None
     try:
-        cursor.save(cursor.seq, cursor.epoch)
+        cursor.save(cursor.seq if cursor.seq is not None else after or 0, cursor.epoch)
         cursor.sync()
     except OSError as exc:
         raise CommandError(f"cannot write the cursor file {path}: {exc.strerror or exc}") from None
+    if fresh:
+        cursor.seq = None  # a first run: the whole retained feed, with no gap to report for it
     return cursor
 
 
@@ -172,7 +173,8 @@ def listen(args: argparse.Namespace) -> None:
         where = f" (kept in {secret_path})" if secret_path else ""
         status.note(f"forwarding webhook {args.webhook_id} to {target}")
         status.note(f"signing secret: {secret}{where}")
-        status.note(f"cursor: {cursor_path}, after seq {cursor.seq}")
+        where_from = "the start of the feed" if cursor.seq is None else f"after seq {cursor.seq}"
+        status.note(f"cursor: {cursor_path}, from {where_from}")
         forwarder = Forwarder(target, secret, status)
         syncer = Syncer(cursor)
         syncer.start()

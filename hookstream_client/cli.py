@@ -127,6 +127,9 @@ def run(name: str, args: argparse.Namespace) -> int:
         # The reader of a pipe went away (`tail --json | head`): nothing left to say.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # a full disk, a file that went away: still one line
+        print(f"{prog}: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), file=sys.stderr)
+        return EXIT_ERROR
     return 0
 
 

@@ -277,8 +277,38 @@ def test_pruned_gaps_raise_or_reach_the_callback(start_server: Any) -> None:
             assert gaps[1].oldest_seq is not None and gaps[1].oldest_seq <= kept
             with pytest.raises(FeedPruned):
                 next(client.stream(webhook_id, after=0))
+            # A consumer whose cursor has never acknowledged anything starts at the oldest retained event:
+            # what retention deleted before it existed is no gap of its own.
+            assert [e.seq for e in client.events(webhook_id, cursor=MemoryCursor())] == [kept]
+            fresh = client.stream(webhook_id, cursor=MemoryCursor())
+            assert next(fresh).seq == kept
+            fresh.close()
     finally:
         api.close()
+
+
+def set_epoch(database_url: str, epoch: str) -> None:
+    """Give a stopped server's log another epoch, on either backend."""
+    if database_url.startswith("sqlite:///"):
+        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as db:
+            db.execute("UPDATE meta SET value = ? WHERE key = 'epoch'", (epoch,))
+        return
+    import asyncio
+
+    import asyncpg
+
+    from storage.postgres import split_schema
+
+    url, schema = split_schema(database_url)
+
+    async def update() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(f"UPDATE \"{schema}\".meta SET value = $1 WHERE key = 'epoch'", epoch)
+        finally:
+            await conn.close()
+
+    asyncio.run(update())
 
 
 def test_a_new_epoch_raises_or_restarts_the_feed(start_server: Any, tmp_path: Path) -> None:
@@ -294,8 +324,7 @@ def test_a_new_epoch_raises_or_restarts_the_feed(start_server: Any, tmp_path: Pa
     assert cursor.seq == 3 and cursor.epoch
     server.stop()
     # The log recreated under the same ids: what a restore onto a fresh database looks like to a client.
-    with sqlite3.connect(server.database_url.removeprefix("sqlite:///")) as db:
-        db.execute("UPDATE meta SET value = 'a-new-epoch' WHERE key = 'epoch'")
+    set_epoch(server.database_url, "a-new-epoch")
     server.start()
     api.http.base_url = server.url
     try:
