@@ -99,7 +99,7 @@ def _run(name: str) -> Callable[[argparse.Namespace], None]:
 
 def run(name: str, args: argparse.Namespace) -> int:
     """Run command `name`; its exit status."""
-    prog = f"hookstream {name}"
+    prog = f"{getattr(args, 'prog', 'hookstream')} {name}"
     # SIGTERM ends a command as Ctrl-C does, so listen's last cursor write is made durable on the way out.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -142,6 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="hookstream-client", description="Consume a hookstream webhook's feed.")
     add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
+    args.prog = parser.prog
     args.handler(args)
 
 
