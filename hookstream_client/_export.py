@@ -51,6 +51,28 @@ except ImportError:  # pragma: no cover - the client alone
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+PAGE_HEAD = b'{"success":true,"events":['
+PAGE_END = b'],"hasMore":'
+# Between two envelopes of a page: the end of one's `data` object and its own, then the next's first key.
+BETWEEN = b'}},{"id":"'
+
+
+def lines(body: bytes, count: int) -> bytes | None:
+    """The page's envelopes as JSON Lines, cut from the server's own bytes; None when they cannot be cut safely.
+
+    Every boundary between envelopes reads `BETWEEN` (`data` is an envelope's last key and an object),
+    but so may bytes inside an event's data. When the page holds exactly `count - 1` of them, where
+    `count` is the number of events the parsed page has, they are the boundaries and nothing else.
+    """
+    end = body.rfind(PAGE_END)
+    if not body.startswith(PAGE_HEAD) or end == -1:
+        return None
+    region = body[len(PAGE_HEAD) : end]
+    if region.count(BETWEEN) != count - 1:
+        return None
+    return region.replace(BETWEEN, b'}}\n{"id":"') + b"\n"
+
+
 def resume_point(path: Path) -> int:
     """The seq of the last whole line of `path`, after cutting off a partial line a crash may have left."""
     with open(path, "rb+") as file:
@@ -229,7 +251,7 @@ def _copy(fetcher: Fetcher, after: int, target: int, output: Any, err: Console) 
                 if page_after != cursor or (events and events[0]["seq"] <= cursor):
                     raise CommandError(f"the page after seq {page_after} does not continue the export at {cursor}")
                 if events:
-                    output.write(b"\n".join(map(dumps, events)) + b"\n")
+                    output.write(lines(body, len(events)) or b"\n".join(map(dumps, events)) + b"\n")
                     cursor = events[-1]["seq"]
                     written += len(events)
                     # Events appended during the export run past the target: the total grows with them.

@@ -232,6 +232,9 @@ def test_export_writes_the_feed_as_json_lines_and_resumes(shared_server: Server,
     webhook_id = api.create_webhook(account)["webhook_id"]
     for start in (0, 1000, 2000):
         api.ingest(account, *[message(n) for n in range(start, start + 1000)])
+    # Data that reads like the boundary between two envelopes must not cut its event in two.
+    tricky = {"items": [{"x": {"a": 1}}, {"id": "y", "seq": 5}], "text": '}},{"id":"evt'}
+    api.ingest(account, {"type": "message_received", "data": tricky}, message(2999))
     feed = api.feed(webhook_id)
     env = cli_env(shared_server.url, api.api_key)
     output = tmp_path / "feed.jsonl"
