@@ -162,6 +162,11 @@ class AsyncClient:
         result: dict[str, Any] = await self._request(Call("GET", f"/v2/webhooks/{webhook_id}/attempts", params=params))
         return result
 
+    async def undelivered(self, webhook_id: str) -> list[dict[str, Any]]:
+        """The feed events of a custom-mode webhook with no successful delivery, in seq order (SPEC §8.1)."""
+        result: list[dict[str, Any]] = await self._request(Call("GET", f"/v2/webhooks/{webhook_id}/undelivered"))
+        return result
+
     async def recover(
         self, webhook_id: str, *, after_seq: int | None = None, since: str | None = None
     ) -> dict[str, Any]:

@@ -166,6 +166,11 @@ class Client:
         result: dict[str, Any] = self._request(Call("GET", f"/v2/webhooks/{webhook_id}/attempts", params=params))
         return result
 
+    def undelivered(self, webhook_id: str) -> list[dict[str, Any]]:
+        """The feed events of a custom-mode webhook with no successful delivery, in seq order (SPEC §8.1)."""
+        result: list[dict[str, Any]] = self._request(Call("GET", f"/v2/webhooks/{webhook_id}/undelivered"))
+        return result
+
     def recover(self, webhook_id: str, *, after_seq: int | None = None, since: str | None = None) -> dict[str, Any]:
         body = body_of(afterSeq=after_seq, since=since)
         result: dict[str, Any] = self._request(Call("POST", f"/v2/webhooks/{webhook_id}/recover", body=body))

@@ -464,3 +464,34 @@ def test_the_client_builds_as_a_package_of_its_own(tmp_path: Path) -> None:
     requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
     assert [r for r in requires if "extra ==" not in r] == ["Requires-Dist: httpx>=0.27"]
     assert "hookstream-client = hookstream_client.cli:main" in entry_points
+
+
+@pytest.mark.anyio
+async def test_every_route_of_the_async_client(tenant: tuple[Api, str, str], shared_server: Server) -> None:
+    api, account, webhook_id = tenant
+    async with AsyncClient(shared_server.url, api.api_key) as client:
+        created = await client.create_account(name="Ada")
+        assert (await client.get_account(created.account_id)).name == "Ada"
+        hook = await client.create_webhook(created.account_id)
+        assert [w.webhook_id for w in await client.list_webhooks(created.account_id)] == [hook.webhook_id]
+        assert (await client.update_webhook(hook.webhook_id, events=["message_received"])).events == [
+            "message_received"
+        ]
+        assert (await client.stop_webhook(hook.webhook_id)).is_active is False
+        assert (await client.start_webhook(hook.webhook_id)).is_active is True
+        test = await client.test_webhook(hook.webhook_id)
+        page = await client.poll(hook.webhook_id, after=0)
+        assert [e.seq for e in page.events] == [test["seq"]]
+        assert (await client.mock_payload("message_received")).type == "message_received"
+        assert await client.event_types()
+        assert (await client.stream_token(hook.webhook_id)).token
+        assert (await client.usage(created.account_id))["account_id"] == created.account_id
+        with pytest.raises(BadRequest) as not_custom:
+            await client.attempts(hook.webhook_id)
+        assert not_custom.value.code == "not_custom_mode"
+        with pytest.raises(BadRequest):
+            await client.recover(hook.webhook_id, after_seq=0)
+        with pytest.raises(BadRequest):
+            await client.rotate_secret(hook.webhook_id)
+        await client.delete_webhook(hook.webhook_id)
+        assert (await client.delete_account(created.account_id))["deleted"] is True
