@@ -41,11 +41,13 @@ async def _streamed_webhook(request: Request) -> tuple[Webhook, str]:
 
 def _requested_cursor(request: Request) -> tuple[int | None, str]:
     """Where the client asked to resume: `Last-Event-ID` (browsers' reconnects), else `afterSeq`."""
+    # Read even when the header wins, so a malformed afterSeq is refused rather than silently ignored.
+    after = query_int(request, "afterSeq", minimum=0)
     raw = request.headers.get("last-event-id", "").strip()
     if raw:
         what = "The Last-Event-ID header (the seq of the last event received)"
         return parse_seq(raw, what, field="Last-Event-ID"), "Last-Event-ID"
-    return query_int(request, "afterSeq", minimum=0), "afterSeq"
+    return after, "afterSeq"
 
 
 async def stream(request: Request) -> Response:
