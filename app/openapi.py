@@ -91,10 +91,67 @@ _SCHEMAS: dict[str, Any] = {
             "is_active": {"type": "boolean"},
             "created_at": {"type": "string", "format": "date-time"},
             "url": {"type": "string", "description": "custom mode"},
-            "secret": {"type": "string", "description": "custom mode; on create and rotate-secret only"},
+            "secret": {
+                "type": "string",
+                "description": "custom mode, hmac-sha256; on create and rotate-secret only",
+            },
+            "public_key": {
+                "type": "string",
+                "pattern": "^whpk_",
+                "description": "custom mode, ed25519: whpk_ + base64 of the raw 32-byte public key; always shown",
+            },
+            "previous_expires_at": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": "rotate-secret only: until when the replaced secret also signs; null = immediate",
+            },
             "compressed_delivery": {"type": "boolean", "description": "custom mode"},
-            "status": {"enum": ["healthy", "failing", "failed"], "description": "custom mode"},
+            "signature_scheme": {"enum": ["hmac-sha256", "ed25519"], "description": "custom mode"},
+            "max_rate": {
+                "type": ["integer", "null"],
+                "minimum": 1,
+                "maximum": 10000,
+                "description": "custom mode: deliveries per second; null = unlimited",
+            },
+            "ordering": {"enum": ["fast", "strict"], "description": "custom mode"},
+            "status": {"enum": ["healthy", "failing", "failed", "disabled"], "description": "custom mode"},
         },
+    },
+    "Attempt": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "event_id": {"type": "string"},
+            "seq": {"type": "integer", "description": "0 for a test delivery"},
+            "attempt": {"type": "integer", "minimum": 1},
+            "outcome": {"enum": ["delivered", "retrying", "failed"]},
+            "status_code": {"type": ["integer", "null"]},
+            "latency_ms": {"type": "number"},
+            "error": {"type": ["string", "null"]},
+            "created_at": {"type": "string", "format": "date-time"},
+            "next_attempt_at": {"type": ["string", "null"], "format": "date-time", "description": "retrying only"},
+            "retry_after": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": "the time a 429/503's Retry-After named, capped at HOOKSTREAM_RETRY_AFTER_MAX",
+            },
+        },
+    },
+    "Undelivered": {
+        "type": "object",
+        "properties": {
+            "seq": {"type": "integer"},
+            "id": {"type": "string"},
+            "type": {"type": "string"},
+            "attempts": {"type": "integer", "minimum": 0},
+            "last_status_code": {"type": ["integer", "null"]},
+            "next_attempt_at": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": "null when given up (schedule exhausted)",
+            },
+        },
+        "required": ["seq", "id", "type", "attempts", "last_status_code", "next_attempt_at"],
     },
     "Page": {
         "type": "object",
@@ -176,14 +233,18 @@ def _paths() -> dict[str, Any]:
         "url": {"type": "string", "format": "uri"},
         "events": _FILTERS,
         "compressed_delivery": {"type": "boolean"},
+        "signature_scheme": {"enum": ["hmac-sha256", "ed25519"], "default": "hmac-sha256"},
+        "max_rate": {"type": ["integer", "null"], "minimum": 1, "maximum": 10000, "default": None},
+        "ordering": {"enum": ["fast", "strict"], "default": "fast"},
     }
     update = _operation(
-        "Change events, url or compressed_delivery; fields not given keep their value",
+        "Change events, url, compressed_delivery, max_rate or ordering; fields not given keep their value",
         _CUSTOMER,
         _ok(_ref("Webhook")),
         _WEBHOOK,
-        _body({k: v for k, v in webhook_fields.items() if k != "account_id"}),
+        _body({k: v for k, v in webhook_fields.items() if k not in ("account_id", "signature_scheme")}),
     )
+    page_of = {"has_more": {"type": "boolean"}}
     return {
         "/healthz": {"get": _operation("The process is up", [], _ok())},
         "/readyz": {"get": _operation("The database is reachable", [], _ok())},
@@ -334,18 +395,103 @@ def _paths() -> dict[str, Any]:
             )
         },
         "/v2/webhooks/{webhook_id}/rotate-secret": {
-            "post": _operation("Replace the signing secret at once (custom)", _CUSTOMER, _ok(_ref("Webhook")), _WEBHOOK)
+            "post": _operation(
+                "Replace the signing secret; the old one also signs until previous_expires_at (custom)",
+                _CUSTOMER,
+                _ok(_ref("Webhook")),
+                _WEBHOOK,
+                {
+                    "required": False,
+                    "content": {
+                        JSON_TYPE: {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "overlap": {
+                                        "type": "string",
+                                        "description": "a duration (24h, 30m, 0s = immediate), at most 30d;"
+                                        " default HOOKSTREAM_SECRET_OVERLAP",
+                                    }
+                                },
+                                "additionalProperties": False,
+                            }
+                        }
+                    },
+                },
+            )
         },
         "/v2/webhooks/{webhook_id}/attempts": {
-            "get": _operation("Recent delivery attempts (custom)", _CUSTOMER, _ok(), _WEBHOOK)
+            "get": _operation(
+                "Recent delivery attempts, newest first (custom)",
+                _CUSTOMER,
+                _ok(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "attempts": _list("Attempt"),
+                            **page_of,
+                            "next_before": {"type": ["integer", "null"]},
+                        },
+                    }
+                ),
+                [
+                    *_WEBHOOK,
+                    _query("before", {"type": "integer", "minimum": 1}, "attempts with an id below this"),
+                    _query("limit", {"type": "integer", "minimum": 1, "default": 50}, "at most 500"),
+                    _query("outcome", {"enum": ["delivered", "failed", "pending"]}, "only attempts of this outcome"),
+                ],
+            )
+        },
+        "/v2/webhooks/{webhook_id}/undelivered": {
+            "get": _operation(
+                "Feed events with no successful attempt, in seq order (custom)",
+                _CUSTOMER,
+                _ok(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "events": _list("Undelivered"),
+                            **page_of,
+                            "next_after_seq": {"type": ["integer", "null"]},
+                        },
+                    }
+                ),
+                [
+                    *_WEBHOOK,
+                    _query("afterSeq", {"type": "integer", "minimum": 0}, "cursor: events after this seq"),
+                    _query("limit", {"type": "integer", "minimum": 1, "default": 50}, "at most 500"),
+                ],
+            )
         },
         "/v2/webhooks/{webhook_id}/recover": {
             "post": _operation(
-                "Re-deliver the feed after a seq (custom)",
+                "Re-deliver the feed after a seq, or from a time (custom); exactly one of afterSeq or since",
                 _CUSTOMER,
                 _ok(),
                 _WEBHOOK,
-                _body({"afterSeq": {"type": "integer", "minimum": 0}}, ("afterSeq",)),
+                {
+                    "required": True,
+                    "content": {
+                        JSON_TYPE: {
+                            "schema": {
+                                "oneOf": [
+                                    {
+                                        "type": "object",
+                                        "properties": {"afterSeq": {"type": "integer", "minimum": 0}},
+                                        "required": ["afterSeq"],
+                                        "additionalProperties": False,
+                                    },
+                                    {
+                                        "type": "object",
+                                        "properties": {"since": {"type": "string", "format": "date-time"}},
+                                        "required": ["since"],
+                                        "additionalProperties": False,
+                                    },
+                                ]
+                            }
+                        }
+                    },
+                },
             )
         },
     }

@@ -442,3 +442,18 @@ def test_rotate_secret_refuses_a_bad_overlap(api: Api, receiver: Receiver, overl
     url = f"/v2/webhooks/{webhook['webhook_id']}/rotate-secret"
     assert_refused(api.http.post(url, json={"overlap": overlap}, headers=api.auth), "overlap")
     assert hook(api, webhook["webhook_id"])["status"] == "healthy"
+
+
+def test_the_openapi_document_describes_the_delivery_options_and_routes(api: Api) -> None:
+    document = api.http.get("/openapi.json").json()
+    webhook = document["components"]["schemas"]["Webhook"]["properties"]
+    assert {"signature_scheme", "public_key", "max_rate", "ordering", "previous_expires_at"} <= set(webhook)
+    assert "disabled" in webhook["status"]["enum"]
+    create = document["paths"]["/v2/webhooks"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert {"signature_scheme", "max_rate", "ordering"} <= set(create["properties"])
+    undelivered = document["paths"]["/v2/webhooks/{webhook_id}/undelivered"]["get"]
+    assert {p["name"] for p in undelivered["parameters"]} == {"webhook_id", "afterSeq", "limit"}
+    outcome = [p for p in document["paths"]["/v2/webhooks/{webhook_id}/attempts"]["get"]["parameters"]]
+    assert {"enum": ["delivered", "failed", "pending"]} in [p["schema"] for p in outcome]
+    rotate = document["paths"]["/v2/webhooks/{webhook_id}/rotate-secret"]["post"]["requestBody"]
+    assert "overlap" in rotate["content"]["application/json"]["schema"]["properties"]
