@@ -66,6 +66,8 @@ BATCH = 100
 RETRY_POLL_SECONDS = 1.0
 # A worker checks its breaker at most this often while busy, and always when it goes idle.
 BREAKER_CHECK_SECONDS = 1.0
+# Later than any retry is due: `due_deliveries` with it lists pending retries whenever they are due.
+NEVER = 2**62
 # Only the status matters; a receiver's body is read up to this much and dropped.
 MAX_RESPONSE_BYTES = 64 * 1024
 
@@ -206,7 +208,7 @@ class DeliveryEngine:
                     if await self._round(webhook_id):
                         continue
                     await self._check_breaker(webhook_id)
-                    due = await self._storage.next_delivery_due(webhook_id)
+                    due = await self._next_due(webhook_id)
                 except Exception:
                     logger.exception("delivery worker for webhook %s failed; retrying in 1s", webhook_id)
                     await asyncio.sleep(1.0)
@@ -251,12 +253,13 @@ class DeliveryEngine:
     async def _strict_round(self, webhook_id: str) -> bool:
         """One event at a time in seq order: a pending retry holds the feed until it settles."""
         breaker_checked = time.monotonic()
-        if await self._storage.next_delivery_due(webhook_id) is not None:
-            due = await self._storage.due_deliveries(webhook_id, self.now(), 1)
+        # The lowest pending seq, due or not: retries left by fast mode go in seq order too.
+        head = await self._storage.due_deliveries(webhook_id, NEVER, 1)
+        if head:
+            pending = head[0]
             webhook = await self._current(webhook_id)
-            if not due or webhook is None:
+            if pending.next_attempt_at > self.now() or webhook is None:
                 return False
-            pending = due[0]
             await self._attempt(webhook, pending.event, pending.attempts + 1, None, pending.first_attempt_at)
             return True
         state = await self._storage.delivery_state(webhook_id)
@@ -273,6 +276,14 @@ class DeliveryEngine:
             cursor = event.seq
             breaker_checked = await self._check_breaker_every(webhook_id, breaker_checked)
         return bool(page.events)
+
+    async def _next_due(self, webhook_id: str) -> int | None:
+        """When the worker has work again: the earliest retry, or in strict order the lowest seq's retry."""
+        webhook = await self._storage.get_webhook(webhook_id)
+        if webhook is not None and webhook.ordering == "strict":
+            head = await self._storage.due_deliveries(webhook_id, NEVER, 1)
+            return head[0].next_attempt_at if head else None
+        return await self._storage.next_delivery_due(webhook_id)
 
     async def _current(self, webhook_id: str) -> Webhook | None:
         """The webhook as it is now, so a rotated secret or a new URL applies to the very next attempt."""

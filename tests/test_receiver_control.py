@@ -302,6 +302,29 @@ def test_strict_ordering_moves_on_once_the_failing_event_exhausts_its_schedule(a
     assert failed["seq"] == seqs[1] and failed["attempt"] == 4
 
 
+def test_switching_to_strict_retries_what_fast_left_pending_in_seq_order(api: Api, receiver: Receiver) -> None:
+    account = api.create_account()
+    webhook = api.create_webhook(account, url=receiver.url)
+    first = api.ingest(account, message(0))[0]["seq"]
+    asked = {first + 1: "2", first + 2: "1"}  # the earlier event is due later
+    tried: set[int] = set()
+
+    def decide(headers: dict[str, str], body: bytes) -> Reply:
+        seq = int(headers["webhook-seq"])
+        if seq in asked and seq not in tried:
+            tried.add(seq)
+            return Answer(503, {"retry-after": asked[seq]})
+        return 200
+
+    receiver.decide = decide
+    early, late = (a["seq"] for a in api.ingest(account, message(1), message(2)))
+    wait_until(lambda: len(attempts(api, webhook["webhook_id"], outcome="pending")) == 2, what="both pending")
+    response = api.http.patch(f"/v2/webhooks/{webhook['webhook_id']}", json={"ordering": "strict"}, headers=api.auth)
+    assert response.status_code == 200 and response.json()["data"]["ordering"] == "strict"
+    wait_until(lambda: len(receiver.received(200)) == 3, what="both retried")
+    assert [seq_of(r) for r in receiver.received(200)] == [first, early, late]
+
+
 def test_fast_ordering_lets_later_events_pass_a_failing_one(api: Api, receiver: Receiver) -> None:
     account = api.create_account()
     api.create_webhook(account, url=receiver.url)
