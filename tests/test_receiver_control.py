@@ -123,6 +123,21 @@ def test_retry_after_on_a_500_is_not_honoured(api: Api, receiver: Receiver) -> N
     assert attempts(api, webhook["webhook_id"], outcome="pending")[0]["retry_after"] is None
 
 
+def test_a_slow_answer_within_the_timeout_is_one_delivery_and_its_latency_is_recorded(
+    api: Api, receiver: Receiver
+) -> None:
+    receiver.default = Answer(200, delay=0.6)
+    account = api.create_account()
+    webhook = api.create_webhook(account, url=receiver.url)
+    (appended,) = api.ingest(account, message(1))
+    wait_until(lambda: attempts(api, webhook["webhook_id"]), what="the attempt recorded")
+    (attempt,) = attempts(api, webhook["webhook_id"])
+    assert (attempt["outcome"], attempt["status_code"]) == ("delivered", 200)
+    assert attempt["latency_ms"] >= 600 and attempt["next_attempt_at"] is None
+    time.sleep(0.5)
+    assert receiver.event_ids() == [appended["id"]]
+
+
 # 410 Gone
 
 
