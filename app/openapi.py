@@ -148,7 +148,7 @@ _SCHEMAS: dict[str, Any] = {
             "next_attempt_at": {
                 "type": ["string", "null"],
                 "format": "date-time",
-                "description": "null when given up (schedule exhausted)",
+                "description": "now when still waiting for a first attempt; null when given up (schedule exhausted)",
             },
         },
         "required": ["seq", "id", "type", "attempts", "last_status_code", "next_attempt_at"],
