@@ -10,15 +10,28 @@ or a kill -9 resumes where it stopped:
 - `deliveries`: events whose first attempt failed, each with its attempt count
   and when the next retry is due.
 
-Ordering: first attempts go out one at a time in seq order, so a healthy
-endpoint receives a webhook's events in order. A failing event does not hold
-back the ones after it: it leaves the line and is retried on
-HOOKSTREAM_RETRY_SCHEDULE on its own, interleaved with newer events (retries
-are due in seq order among themselves). Head-of-line blocking would stall a
-webhook for up to a day behind one poison event; receivers are told to order
-by `seq` and dedupe by `id` instead (SPEC §8), which this makes safe. When the
-schedule is exhausted the event is logged `failed` and stays in the feed;
-`recover` sends the feed again from any seq.
+Ordering, per webhook (`ordering`):
+
+- "fast" (default): first attempts go out one at a time in seq order, so a healthy
+  endpoint receives a webhook's events in order. A failing event does not hold back
+  the ones after it: it leaves the line and is retried on its own, interleaved with
+  newer events (retries are due in seq order among themselves). Head-of-line
+  blocking would stall a webhook for up to a day behind one poison event; receivers
+  order by `seq` and dedupe by `id` instead (SPEC §8), which this makes safe.
+- "strict": while an event is pending a retry, nothing after it is sent; the feed
+  moves on once it is delivered or has exhausted its schedule. One event at a time,
+  in seq order, for receivers that cannot reorder.
+
+When the schedule is exhausted the event is logged `failed` and stays in the feed;
+`recover` sends the feed again from any seq or time. Retry times (jitter, bound,
+Retry-After) are app/retries.py's.
+
+Receivers steer (SPEC §8.1): a 429/503 with Retry-After delays that event's next
+attempt; a 410 disables the webhook at once, its event left pending so that `start`
+delivers it first. `max_rate` spaces a webhook's sends; waiting for it is neither a
+failure nor a drop. One process delivers for an account at a time (the monitor
+lease: app/monitors.py), and each webhook has one worker there that sends one
+request at a time, so spacing the sends in that worker holds the rate cluster-wide.
 
 Each attempt runs the SSRF guard again and connects to the address it just
 vetted (Host header and TLS SNI keep the URL's name), so a name that resolves to
@@ -30,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 import weakref
 from dataclasses import dataclass
@@ -40,8 +54,9 @@ from app.addresses import Target, UnsafeUrl, vetted_target
 from app.context import Context
 from app.envelopes import system_event, test_event
 from app.monitors import Monitors
+from app.retries import RETRY_AFTER_STATUSES, next_attempt, retry_after_seconds
 from app.signing import signed_request
-from app.times import iso_millis
+from app.times import iso_millis, wall_micros
 from storage.base import DeliveryAttempt, StoredEvent, Webhook, WebhookChange
 
 logger = logging.getLogger("hookstream.delivery")
@@ -51,6 +66,8 @@ BATCH = 100
 RETRY_POLL_SECONDS = 1.0
 # A worker checks its breaker at most this often while busy, and always when it goes idle.
 BREAKER_CHECK_SECONDS = 1.0
+# Later than any retry is due: `due_deliveries` with it lists pending retries whenever they are due.
+NEVER = 2**62
 # Only the status matters; a receiver's body is read up to this much and dropped.
 MAX_RESPONSE_BYTES = 64 * 1024
 
@@ -62,10 +79,16 @@ class AttemptResult:
     status_code: int | None
     latency_ms: float
     error: str | None
+    # Seconds a 429/503's Retry-After asked for, uncapped; None when it named none.
+    retry_after: float | None = None
 
     @property
     def ok(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def gone(self) -> bool:
+        return self.status_code == 410
 
 
 class DeliveryEngine:
@@ -87,6 +110,9 @@ class DeliveryEngine:
         self._endpoints: weakref.WeakValueDictionary[tuple[str, str, int], asyncio.Semaphore] = (
             weakref.WeakValueDictionary()
         )
+        # Per webhook with a max_rate: the monotonic time its next send may start.
+        self._next_send: dict[str, float] = {}
+        self._rng = random.Random()
 
     def now(self) -> int:
         """The delivery clock, in µs: attempt times, retry times and the breaker use it."""
@@ -160,6 +186,7 @@ class DeliveryEngine:
     def _forget(self, webhook_id: str, task: asyncio.Task[None]) -> None:
         if self._workers.get(webhook_id) is task:
             del self._workers[webhook_id]
+            self._next_send.pop(webhook_id, None)
 
     # The worker
 
@@ -181,7 +208,7 @@ class DeliveryEngine:
                     if await self._round(webhook_id):
                         continue
                     await self._check_breaker(webhook_id)
-                    due = await self._storage.next_delivery_due(webhook_id)
+                    due = await self._next_due(webhook_id)
                 except Exception:
                     logger.exception("delivery worker for webhook %s failed; retrying in 1s", webhook_id)
                     await asyncio.sleep(1.0)
@@ -196,13 +223,18 @@ class DeliveryEngine:
 
     async def _round(self, webhook_id: str) -> bool:
         """Send due retries, then the feed after the cursor; True when there was work (so look again)."""
+        webhook = await self._current(webhook_id)
+        if webhook is None:
+            return False
+        if webhook.ordering == "strict":
+            return await self._strict_round(webhook_id)
         breaker_checked = time.monotonic()
         due = await self._storage.due_deliveries(webhook_id, self.now(), BATCH)
         for pending in due:
             webhook = await self._current(webhook_id)
             if webhook is None:
                 return False
-            await self._attempt(webhook, pending.event, pending.attempts + 1, from_cursor=None)
+            await self._attempt(webhook, pending.event, pending.attempts + 1, None, pending.first_attempt_at)
             breaker_checked = await self._check_breaker_every(webhook_id, breaker_checked)
         state = await self._storage.delivery_state(webhook_id)
         page = await self._storage.read_feed(webhook_id, state.cursor_seq, BATCH)
@@ -211,12 +243,47 @@ class DeliveryEngine:
             webhook = await self._current(webhook_id)
             if webhook is None:
                 return False
-            if not await self._attempt(webhook, event, 1, from_cursor=cursor):
+            if (await self._attempt(webhook, event, 1, cursor, None)) is None:
                 # A recover moved the cursor meanwhile: start again from where it put it.
                 return True
             cursor = event.seq
             breaker_checked = await self._check_breaker_every(webhook_id, breaker_checked)
         return bool(due or page.events)
+
+    async def _strict_round(self, webhook_id: str) -> bool:
+        """One event at a time in seq order: a pending retry holds the feed until it settles."""
+        breaker_checked = time.monotonic()
+        # The lowest pending seq, due or not: retries left by fast mode go in seq order too.
+        head = await self._storage.due_deliveries(webhook_id, NEVER, 1)
+        if head:
+            pending = head[0]
+            webhook = await self._current(webhook_id)
+            if pending.next_attempt_at > self.now() or webhook is None:
+                return False
+            await self._attempt(webhook, pending.event, pending.attempts + 1, None, pending.first_attempt_at)
+            return True
+        state = await self._storage.delivery_state(webhook_id)
+        page = await self._storage.read_feed(webhook_id, state.cursor_seq, BATCH)
+        cursor = state.cursor_seq
+        for event in page.events:
+            webhook = await self._current(webhook_id)
+            if webhook is None or webhook.ordering != "strict":
+                return webhook is not None
+            outcome = await self._attempt(webhook, event, 1, cursor, None)
+            if outcome != "delivered":
+                # Retrying (it now holds the line), failed on its first try, or the cursor moved: look again.
+                return True
+            cursor = event.seq
+            breaker_checked = await self._check_breaker_every(webhook_id, breaker_checked)
+        return bool(page.events)
+
+    async def _next_due(self, webhook_id: str) -> int | None:
+        """When the worker has work again: the earliest retry, or in strict order the lowest seq's retry."""
+        webhook = await self._storage.get_webhook(webhook_id)
+        if webhook is not None and webhook.ordering == "strict":
+            head = await self._storage.due_deliveries(webhook_id, NEVER, 1)
+            return head[0].next_attempt_at if head else None
+        return await self._storage.next_delivery_due(webhook_id)
 
     async def _current(self, webhook_id: str) -> Webhook | None:
         """The webhook as it is now, so a rotated secret or a new URL applies to the very next attempt."""
@@ -225,15 +292,32 @@ class DeliveryEngine:
             return None
         return webhook
 
-    async def _attempt(self, webhook: Webhook, event: StoredEvent, attempt: int, *, from_cursor: int | None) -> bool:
-        result = await self.send(webhook, event.id, event.body)
-        schedule = self._settings.retry_schedule
+    async def _attempt(
+        self, webhook: Webhook, event: StoredEvent, attempt: int, from_cursor: int | None, first_attempt_at: int | None
+    ) -> str | None:
+        """Send one attempt and record it; its outcome, or None when a recover moved the cursor meanwhile."""
+        await self._throttle(webhook)
+        result = await self.send(webhook, event.id, event.body, event.seq)
+        settings = self._settings
+        now = self.now()
+        retry_after = result.retry_after if result.status_code in RETRY_AFTER_STATUSES else None
+        planned = next_attempt(
+            settings.retry_schedule,
+            attempt,
+            now,
+            first_attempt_at,
+            retry_after=retry_after,
+            retry_after_max=settings.retry_after_max,
+            rng=self._rng,
+        )
         next_attempt_at = None
         if result.ok:
             outcome = "delivered"
-        elif attempt <= len(schedule):
-            outcome = "retrying"
-            next_attempt_at = self.now() + int(schedule[attempt - 1] * 1_000_000)
+        elif result.gone:
+            # The receiver said stop: the event waits, due at once, for the webhook to be started again.
+            outcome, next_attempt_at = "retrying", now
+        elif planned is not None:
+            outcome, next_attempt_at = "retrying", planned.at
         else:
             outcome = "failed"
         record = DeliveryAttempt(
@@ -245,15 +329,41 @@ class DeliveryEngine:
             status_code=result.status_code,
             latency_ms=result.latency_ms,
             error=result.error,
-            created_at=self.now(),
+            created_at=now,
+            next_attempt_at=next_attempt_at,
+            retry_after=planned.retry_after if planned is not None and not result.gone else None,
         )
         self._ctx.metrics.deliveries.labels(outcome=outcome).inc()
         self._ctx.metrics.delivery_seconds.observe(result.latency_ms / 1000)
-        return await self._storage.record_attempt(record, from_cursor=from_cursor, next_attempt_at=next_attempt_at)
+        recorded = await self._storage.record_attempt(record, from_cursor=from_cursor, next_attempt_at=next_attempt_at)
+        if result.gone:
+            await self._disable(webhook, f"the receiver answered 410 Gone to {event.id}")
+        return outcome if recorded else None
+
+    async def _throttle(self, webhook: Webhook) -> None:
+        """Wait until the webhook's max_rate lets its next send start (sends are spaced 1/max_rate apart)."""
+        if webhook.max_rate is None:
+            self._next_send.pop(webhook.id, None)
+            return
+        now = time.monotonic()
+        start = max(now, self._next_send.get(webhook.id, now))
+        self._next_send[webhook.id] = start + 1 / webhook.max_rate
+        if start > now:
+            await asyncio.sleep(start - now)
+
+    async def _disable(self, webhook: Webhook, reason: str) -> None:
+        """Stop the webhook at the receiver's word: status `disabled`, and `webhook.disabled` in the account log."""
+        change = await self._storage.update_webhook(webhook.id, status="disabled", is_active=False)
+        if change is None:
+            return
+        logger.warning("webhook %s disabled: %s", webhook.id, reason)
+        event = system_event("webhook.disabled", webhook.account_id, {"webhook_id": webhook.id, "reason": reason})
+        await self._storage.append(webhook.account_id, [event], require_monitored=False)
+        await self._ctx.webhook_changed(change)
 
     # Sending
 
-    async def send(self, webhook: Webhook, message_id: str, envelope: bytes) -> AttemptResult:
+    async def send(self, webhook: Webhook, message_id: str, envelope: bytes, seq: int) -> AttemptResult:
         """POST one envelope to the webhook's URL, signed, after the SSRF guard; a receiver's fault never raises."""
         assert webhook.url is not None and webhook.secret is not None
         settings = self._settings
@@ -265,8 +375,13 @@ class DeliveryEngine:
         except UnsafeUrl as exc:
             return AttemptResult(None, _elapsed_ms(started), f"refused: {exc}")
         body, headers = signed_request(
-            webhook.secret, message_id, envelope, int(time.time()), compressed=webhook.compressed_delivery
+            signing_secrets(webhook, wall_micros()),
+            message_id,
+            envelope,
+            int(time.time()),
+            compressed=webhook.compressed_delivery,
         )
+        headers["webhook-seq"] = str(seq)
         endpoint = (target.parts.scheme, target.host, target.port)
         semaphore = self._endpoints.get(endpoint)
         if semaphore is None:
@@ -276,7 +391,7 @@ class DeliveryEngine:
             started = time.monotonic()
             try:
                 async with asyncio.timeout(settings.delivery_timeout):
-                    status = await self._post(target, body, headers)
+                    status, retry_after = await self._post(target, body, headers)
             except (TimeoutError, httpx.TimeoutException):
                 return AttemptResult(None, _elapsed_ms(started), f"timed out after {settings.delivery_timeout:g}s")
             except httpx.HTTPError as exc:
@@ -286,9 +401,11 @@ class DeliveryEngine:
             return AttemptResult(status, latency, None)
         if 300 <= status < 400:
             return AttemptResult(status, latency, f"HTTP {status}: redirects are not followed")
-        return AttemptResult(status, latency, f"HTTP {status}")
+        if status == 410:
+            return AttemptResult(status, latency, "HTTP 410: the receiver asked to stop; webhook disabled")
+        return AttemptResult(status, latency, f"HTTP {status}", retry_after_seconds(retry_after, time.time()))
 
-    async def _post(self, target: Target, body: bytes, headers: dict[str, str]) -> int:
+    async def _post(self, target: Target, body: bytes, headers: dict[str, str]) -> tuple[int, str | None]:
         assert self._client is not None, "the delivery engine is not started"
         address = target.addresses[0]
         literal = f"[{address}]" if address.version == 6 else str(address)
@@ -307,13 +424,13 @@ class DeliveryEngine:
                     break
         finally:
             await response.aclose()
-        return response.status_code
+        return response.status_code, response.headers.get("retry-after")
 
     async def deliver_test(self, webhook: Webhook) -> AttemptResult:
         """Send a `webhook.test` event at once, outside the feed (seq 0), and log the attempt."""
         event = test_event(webhook.id, webhook.account_id)
         stored = StoredEvent(0, event.id, webhook.account_id, event.type, event.envelope(0))
-        result = await self.send(webhook, stored.id, stored.body)
+        result = await self.send(webhook, stored.id, stored.body, 0)
         record = DeliveryAttempt(
             webhook_id=webhook.id,
             seq=0,
@@ -388,6 +505,15 @@ def delivery_engine(ctx: Context) -> DeliveryEngine:
         if isinstance(service, DeliveryEngine):
             return service
     raise RuntimeError("the delivery engine is not registered")
+
+
+def signing_secrets(webhook: Webhook, now_wall: int) -> list[str]:
+    """The secrets a delivery signs with now: the current one, then the previous one until its overlap ends."""
+    assert webhook.secret is not None
+    expires = webhook.previous_expires_at
+    if webhook.previous_secret is not None and expires is not None and now_wall < expires:
+        return [webhook.secret, webhook.previous_secret]
+    return [webhook.secret]
 
 
 def _elapsed_ms(started: float) -> float:

@@ -26,6 +26,8 @@ from app.cursors import MAX_SEQ
 from app.responses import JSON_TYPE
 from app.routes.attempts import MAX_LIMIT as MAX_ATTEMPTS
 from app.routes.events import MAX_BATCH, MAX_LIMIT
+from app.routes.webhooks import MAX_RATE, ORDERINGS, OVERLAP
+from app.signing import SCHEMES
 
 _REF = "#/components/schemas/"
 # ECMA-262 patterns (JSON Schema's dialect) for the server's own regexes in app/auth.py, app/catalog.py
@@ -65,6 +67,7 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
 _TIME = {"type": "string", "format": "date-time"}
 _SEQ = {"type": "integer", "minimum": 1, "maximum": MAX_SEQ}
 _CURSOR = {"type": "integer", "minimum": 0, "maximum": MAX_SEQ}
+_MAX_RATE = {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_RATE}
 _ENVELOPE_TIME = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"}
 _STORED_TYPE = {"type": "string", "pattern": TYPE_PATTERN, "maxLength": MAX_TYPE_LENGTH + len(TRUNCATED_SUFFIX)}
 
@@ -143,12 +146,33 @@ SCHEMAS: dict[str, Any] = {
             "url": {"type": "string", "description": "custom mode"},
             "compressed_delivery": {"type": "boolean", "description": "custom mode"},
             "status": {"enum": ["healthy", "failing", "failed", "disabled"], "description": "custom mode"},
-            "secret": {"type": "string", "description": "custom mode; on create and rotate-secret only"},
+            "signature_scheme": {"enum": list(SCHEMES), "description": "custom mode"},
+            "max_rate": {**_MAX_RATE, "description": "custom mode: deliveries per second; null = unlimited"},
+            "ordering": {"enum": list(ORDERINGS), "description": "custom mode"},
+            "secret": {
+                "type": "string",
+                "pattern": "^whsec_",
+                "description": "custom mode, hmac-sha256: on create and rotate-secret only",
+            },
+            "public_key": {
+                "type": "string",
+                "pattern": "^whpk_",
+                "description": "custom mode, ed25519: whpk_ + base64 of the raw 32-byte public key; always shown",
+            },
+            "previous_expires_at": {
+                **_nullable(_TIME),
+                "description": "rotate-secret only: until when the replaced secret also signs; null = it does not",
+            },
         },
         "url",
         "compressed_delivery",
         "status",
+        "signature_scheme",
+        "max_rate",
+        "ordering",
         "secret",
+        "public_key",
+        "previous_expires_at",
     ),
     "ApiKey": _object(
         {
@@ -203,6 +227,24 @@ SCHEMAS: dict[str, Any] = {
             "latency_ms": {"type": ["number", "null"]},
             "error": {"type": ["string", "null"]},
             "created_at": _TIME,
+            "next_attempt_at": {**_nullable(_TIME), "description": "when the event is tried again; null if it is not"},
+            "retry_after": {
+                **_nullable(_TIME),
+                "description": "the time a 429/503's Retry-After named, capped at HOOKSTREAM_RETRY_AFTER_MAX",
+            },
+        }
+    ),
+    "Undelivered": _object(
+        {
+            "seq": {"type": "integer", "minimum": 1},
+            "id": {"type": "string"},
+            "type": {"type": "string"},
+            "attempts": {"type": "integer", "minimum": 0},
+            "last_status_code": {"type": ["integer", "null"]},
+            "next_attempt_at": {
+                **_nullable(_TIME),
+                "description": "now while waiting for a first attempt; null once given up (schedule exhausted)",
+            },
         }
     ),
     "Page": _object(
@@ -420,6 +462,9 @@ def paths(catalog: EventCatalog, connectors: tuple[str, ...]) -> dict[str, Any]:
             "url": {"type": ["string", "null"], **{k: v for k, v in url.items() if k != "type"}},
             "events": {**filters, "default": ["all"]},
             "compressed_delivery": compressed,
+            "signature_scheme": {"enum": list(SCHEMES), "default": "hmac-sha256", "description": "custom mode"},
+            "max_rate": {**_MAX_RATE, "default": None, "description": "custom mode: deliveries per second"},
+            "ordering": {"enum": list(ORDERINGS), "default": "fast", "description": "custom mode"},
         },
         "account_id",
     )
@@ -428,6 +473,8 @@ def paths(catalog: EventCatalog, connectors: tuple[str, ...]) -> dict[str, Any]:
             "events": {"type": ["array", "null"], **{k: v for k, v in filters.items() if k != "type"}},
             "url": {"type": ["string", "null"], **{k: v for k, v in url.items() if k != "type"}},
             "compressed_delivery": compressed,
+            "max_rate": {**_MAX_RATE, "description": "custom mode: deliveries per second; null = unlimited"},
+            "ordering": {"enum": list(ORDERINGS), "description": "custom mode"},
         }
     )
     webhook_errors: dict[int, tuple[str, ...]] = {404: ("webhook_not_found",)}
@@ -802,11 +849,22 @@ def paths(catalog: EventCatalog, connectors: tuple[str, ...]) -> dict[str, Any]:
         "/v2/webhooks/{webhook_id}/rotate-secret": {
             "post": _operation(
                 "rotate_secret",
-                "Replace the signing secret at once (custom mode)",
+                "Replace the signing secret; the old one also signs until previous_expires_at (custom mode)",
                 _CUSTOMER,
                 webhook_ok,
-                {400: ("not_custom_mode",), **webhook_errors},
+                {400: ("not_custom_mode", "invalid_request"), **webhook_errors},
                 parameters=_WEBHOOK,
+                body=_body(
+                    {
+                        "overlap": {
+                            "type": "string",
+                            "pattern": "^" + OVERLAP.pattern + "$",
+                            "description": "a duration (24h, 30m, 0s = immediate), at most 30d;"
+                            " default HOOKSTREAM_SECRET_OVERLAP",
+                        }
+                    },
+                    optional_body=True,
+                ),
             )
         },
         "/v2/webhooks/{webhook_id}/attempts": {
@@ -828,6 +886,29 @@ def paths(catalog: EventCatalog, connectors: tuple[str, ...]) -> dict[str, Any]:
                     *_WEBHOOK,
                     _query("limit", {**_SEQ, "default": 50}, f"page size; above {MAX_ATTEMPTS} it is {MAX_ATTEMPTS}"),
                     _query("before", _SEQ, "an attempt id: only older attempts (next_before of the previous page)"),
+                    _query("outcome", {"enum": ["delivered", "failed", "pending"]}, "only attempts of this outcome"),
+                ],
+            )
+        },
+        "/v2/webhooks/{webhook_id}/undelivered": {
+            "get": _operation(
+                "list_undelivered",
+                "Feed events with no successful attempt, in seq order (custom mode)",
+                _CUSTOMER,
+                _ok(
+                    _object(
+                        {
+                            "events": {"type": "array", "items": _ref("Undelivered")},
+                            "has_more": {"type": "boolean"},
+                            "next_after_seq": {"type": ["integer", "null"]},
+                        }
+                    )
+                ),
+                {400: ("not_custom_mode", "invalid_request"), **webhook_errors},
+                parameters=[
+                    *_WEBHOOK,
+                    _query("afterSeq", _CURSOR, "only events after this seq (next_after_seq of the previous page)"),
+                    _query("limit", {**_SEQ, "default": 50}, f"page size; above {MAX_ATTEMPTS} it is {MAX_ATTEMPTS}"),
                 ],
             )
         },
@@ -842,12 +923,27 @@ def paths(catalog: EventCatalog, connectors: tuple[str, ...]) -> dict[str, Any]:
                             "webhook_id": {"type": "string", "pattern": WEBHOOK_ID_PATTERN},
                             "after_seq": {"type": "integer", "minimum": 0},
                             "is_active": {"type": "boolean"},
-                        }
+                            "since": _TIME,
+                        },
+                        "since",
                     )
                 ),
                 {400: ("not_custom_mode",), **webhook_errors, 409: ("cursor_ahead",)},
                 parameters=_WEBHOOK,
-                body=_body({"afterSeq": {"type": "integer", "minimum": 0}}, "afterSeq"),
+                body={
+                    "required": True,
+                    "content": {
+                        JSON_TYPE: {
+                            "schema": {
+                                "description": "exactly one of afterSeq (a seq) or since (a time)",
+                                "oneOf": [
+                                    _object({"afterSeq": _CURSOR}),
+                                    _object({"since": {"type": "string", "format": "date-time"}}),
+                                ],
+                            }
+                        }
+                    },
+                },
             )
         },
     }

@@ -142,6 +142,8 @@ class Settings:
     retry_schedule: tuple[float, ...] = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
     allow_http: bool = False
     allow_private_urls: bool = False
+    retry_after_max: float = 3600.0
+    secret_overlap: float = 24 * 3600.0
     breaker_window: float = 900.0
     breaker_failure_ratio: float = 0.95
     breaker_min_attempts: int = 10
@@ -216,6 +218,8 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "HOOKSTREAM_RETRY_SCHEDULE": ("retry_schedule", _schedule),
     "HOOKSTREAM_ALLOW_HTTP": ("allow_http", _flag),
     "HOOKSTREAM_ALLOW_PRIVATE_URLS": ("allow_private_urls", _flag),
+    "HOOKSTREAM_RETRY_AFTER_MAX": ("retry_after_max", parse_duration),
+    "HOOKSTREAM_SECRET_OVERLAP": ("secret_overlap", parse_duration),
     "HOOKSTREAM_BREAKER_WINDOW": ("breaker_window", parse_duration),
     "HOOKSTREAM_BREAKER_FAILURE_RATIO": ("breaker_failure_ratio", _ratio),
     "HOOKSTREAM_BREAKER_MIN_ATTEMPTS": ("breaker_min_attempts", _positive_int),

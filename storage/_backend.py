@@ -31,6 +31,7 @@ from storage.base import (
     MonitorLease,
     NewEvent,
     PendingDelivery,
+    Undelivered,
     Webhook,
     WebhookChange,
 )
@@ -86,6 +87,7 @@ class Backend(ABC):
     async def create_webhook(self, webhook: Webhook) -> WebhookChange:
         hook = webhook
         refuse_unstorable("webhook", hook.id, hook.account_id, hook.api_key_id, hook.url, hook.secret, hook.status)
+        refuse_unstorable("webhook", hook.signature_scheme, hook.previous_secret, hook.ordering)
         refuse_unstorable("events", *hook.events)
         return await self._create_webhook(webhook)
 
@@ -105,10 +107,12 @@ class Backend(ABC):
         secret: str | None = None,
         status: str | None = None,
         is_active: bool | None = None,
+        max_rate: int | None = None,
+        ordering: str | None = None,
     ) -> WebhookChange | None:
         if unstorable(webhook_id):
             return None
-        refuse_unstorable("webhook", url, secret, status)
+        refuse_unstorable("webhook", url, secret, status, ordering)
         refuse_unstorable("events", *(events or ()))
         changes = webhook_changes(
             events=events,
@@ -117,11 +121,21 @@ class Backend(ABC):
             secret=secret,
             status=status,
             is_active=is_active,
+            max_rate=max_rate,
+            ordering=ordering,
             updated_at=now_micros(),
             encode_events=self._encode_filters,
             encode_bool=self._encode_bool,
         )
         return await self._update_webhook(webhook_id, changes)
+
+    async def rotate_secret(
+        self, webhook_id: str, secret: str, previous_expires_at: int | None
+    ) -> WebhookChange | None:
+        if unstorable(webhook_id):
+            return None
+        refuse_unstorable("webhook", secret)
+        return await self._rotate_secret(webhook_id, secret, previous_expires_at, now_micros())
 
     async def delete_webhook(self, webhook_id: str) -> WebhookChange | None:
         return None if unstorable(webhook_id) else await self._delete_webhook(webhook_id)
@@ -198,8 +212,18 @@ class Backend(ABC):
         refuse_unstorable("attempt", attempt.webhook_id, attempt.event_id, attempt.outcome, attempt.error)
         return await self._record_attempt(attempt, from_cursor, next_attempt_at)
 
-    async def list_attempts(self, webhook_id: str, before_id: int | None, limit: int) -> list[DeliveryAttempt]:
-        return [] if unstorable(webhook_id) else await self._list_attempts(webhook_id, before_id, limit)
+    async def list_attempts(
+        self, webhook_id: str, before_id: int | None, limit: int, *, outcome: str | None = None
+    ) -> list[DeliveryAttempt]:
+        if unstorable(webhook_id, outcome):
+            return []
+        return await self._list_attempts(webhook_id, before_id, limit, outcome)
+
+    async def undelivered(self, webhook_id: str, after_seq: int, limit: int) -> list[Undelivered]:
+        return [] if unstorable(webhook_id) else await self._undelivered(webhook_id, after_seq, limit)
+
+    async def feed_seq_before(self, webhook_id: str, appended_before: int) -> int:
+        return 0 if unstorable(webhook_id) else await self._feed_seq_before(webhook_id, appended_before)
 
     async def attempt_counts(self, webhook_id: str, since: int) -> tuple[int, int]:
         return (0, 0) if unstorable(webhook_id) else await self._attempt_counts(webhook_id, since)
@@ -247,6 +271,11 @@ class Backend(ABC):
     async def _update_webhook(self, webhook_id: str, changes: dict[str, object]) -> WebhookChange | None: ...
 
     @abstractmethod
+    async def _rotate_secret(
+        self, webhook_id: str, secret: str, previous_expires_at: int | None, updated_at: int
+    ) -> WebhookChange | None: ...
+
+    @abstractmethod
     async def _delete_webhook(self, webhook_id: str) -> WebhookChange | None: ...
 
     @abstractmethod
@@ -292,7 +321,15 @@ class Backend(ABC):
     ) -> bool: ...
 
     @abstractmethod
-    async def _list_attempts(self, webhook_id: str, before_id: int | None, limit: int) -> list[DeliveryAttempt]: ...
+    async def _list_attempts(
+        self, webhook_id: str, before_id: int | None, limit: int, outcome: str | None
+    ) -> list[DeliveryAttempt]: ...
+
+    @abstractmethod
+    async def _undelivered(self, webhook_id: str, after_seq: int, limit: int) -> list[Undelivered]: ...
+
+    @abstractmethod
+    async def _feed_seq_before(self, webhook_id: str, appended_before: int) -> int: ...
 
     @abstractmethod
     async def _attempt_counts(self, webhook_id: str, since: int) -> tuple[int, int]: ...

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from storage.base import Account, ApiKey, DeliveryAttempt, Webhook
+from storage.base import Account, ApiKey, DeliveryAttempt, Undelivered, Webhook
 
 
 class Row(Protocol):
@@ -20,10 +20,14 @@ class Row(Protocol):
 
 
 WEBHOOK_COLUMNS = (
-    "id, account_id, api_key_id, url, secret, events, compressed_delivery, is_active, status, created_at, updated_at"
+    "id, account_id, api_key_id, url, secret, events, compressed_delivery, is_active, status, created_at, updated_at,"
+    " signature_scheme, previous_secret, previous_expires_at, max_rate, ordering"
 )
 API_KEY_COLUMNS = "id, name, prefix, created_at, revoked_at"
-ATTEMPT_COLUMNS = "webhook_id, seq, event_id, attempt, outcome, status_code, latency_ms, error, created_at"
+ATTEMPT_COLUMNS = (
+    "webhook_id, seq, event_id, attempt, outcome, status_code, latency_ms, error, created_at,"
+    " next_attempt_at, retry_after"
+)
 LEASE_COLUMNS = "account_id, owner, expires_at, status, reason"
 INTERVAL_COLUMNS = "started_at, checkpoint_at, stopped_at"
 # Before any attempt id: `list_attempts` without `before_id` starts from the newest.
@@ -44,6 +48,24 @@ def webhook_from_row(row: Row, events: tuple[str, ...]) -> Webhook:
         status=row[8],
         created_at=row[9],
         updated_at=row[10],
+        signature_scheme=row[11],
+        previous_secret=row[12],
+        previous_expires_at=row[13],
+        max_rate=row[14],
+        ordering=row[15],
+    )
+
+
+def undelivered_from_row(row: Row) -> Undelivered:
+    """An undelivered feed event from (seq, id, type, attempts, last status, next attempt, queued)."""
+    return Undelivered(
+        seq=row[0],
+        id=row[1],
+        type=row[2],
+        attempts=row[3],
+        last_status_code=row[4],
+        next_attempt_at=row[5],
+        queued=bool(row[6]),
     )
 
 
@@ -75,6 +97,11 @@ def webhook_values(
         webhook.status,
         webhook.created_at,
         webhook.updated_at,
+        webhook.signature_scheme,
+        webhook.previous_secret,
+        webhook.previous_expires_at,
+        webhook.max_rate,
+        webhook.ordering,
     )
 
 
@@ -90,6 +117,8 @@ def attempt_values(attempt: DeliveryAttempt) -> tuple[object, ...]:
         attempt.latency_ms,
         attempt.error,
         attempt.created_at,
+        attempt.next_attempt_at,
+        attempt.retry_after,
     )
 
 
@@ -101,6 +130,8 @@ def webhook_changes(
     secret: str | None,
     status: str | None,
     is_active: bool | None,
+    max_rate: int | None,
+    ordering: str | None,
     updated_at: int,
     encode_events: Callable[[tuple[str, ...]], object],
     encode_bool: Callable[[bool], object],
@@ -115,10 +146,16 @@ def webhook_changes(
         changes["compressed_delivery"] = encode_bool(compressed_delivery)
     if secret is not None:
         changes["secret"] = secret
+        changes["previous_secret"] = None
+        changes["previous_expires_at"] = None
     if status is not None:
         changes["status"] = status
     if is_active is not None:
         changes["is_active"] = encode_bool(is_active)
+    if max_rate is not None:
+        changes["max_rate"] = max_rate or None
+    if ordering is not None:
+        changes["ordering"] = ordering
     changes["updated_at"] = updated_at
     return changes
 

@@ -61,6 +61,15 @@ class Webhook:
     status: str
     created_at: int
     updated_at: int
+    # "hmac-sha256" (`secret` is a whsec_ key) or "ed25519" (`secret` is the private key, whsk_).
+    signature_scheme: str = "hmac-sha256"
+    # The secret before the last rotation, still signing until `previous_expires_at` (wall-clock µs).
+    previous_secret: str | None = None
+    previous_expires_at: int | None = None
+    # Deliveries per second; None is unlimited.
+    max_rate: int | None = None
+    # "fast" (a failing event steps aside) or "strict" (it holds the ones after it).
+    ordering: str = "fast"
 
     @property
     def mode(self) -> str:
@@ -172,6 +181,8 @@ class PendingDelivery:
     event: StoredEvent
     attempts: int
     next_attempt_at: int
+    # When its first attempt was made (µs); None for a retry scheduled before this was recorded.
+    first_attempt_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +198,24 @@ class DeliveryAttempt:
     latency_ms: float
     error: str | None
     created_at: int
+    # When the event is due again (retrying only), and the time a 429/503's Retry-After named, capped.
+    next_attempt_at: int | None = None
+    retry_after: int | None = None
     id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Undelivered:
+    """A feed event with no successful attempt: queued for its first, pending a retry, or given up."""
+
+    seq: int
+    id: str
+    type: str
+    attempts: int
+    last_status_code: int | None
+    # None when given up (failed) or not attempted yet; `queued` tells those apart.
+    next_attempt_at: int | None
+    queued: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,10 +402,23 @@ class RegistryStorage(Protocol):
         secret: str | None = None,
         status: str | None = None,
         is_active: bool | None = None,
+        max_rate: int | None = None,
+        ordering: str | None = None,
     ) -> WebhookChange | None:
         """Change the given fields and stamp `updated_at`; None when the webhook is unknown.
 
         A new filter or activation applies to events appended after it commits.
+        `max_rate=0` clears the rate (unlimited); a new `secret` drops any previous one.
+        """
+
+    async def rotate_secret(
+        self, webhook_id: str, secret: str, previous_expires_at: int | None
+    ) -> WebhookChange | None:
+        """Make `secret` current and keep the current one as previous until `previous_expires_at`, atomically.
+
+        With `previous_expires_at` None the previous secret is dropped at once. Two
+        racing rotations each keep the secret they replaced, so none is lost unseen.
+        None when the webhook is unknown.
         """
 
     async def delete_webhook(self, webhook_id: str) -> WebhookChange | None:
@@ -469,8 +510,19 @@ class DeliveryStorage(Protocol):
         pending event, or removes it once `delivered` or `failed`, and returns True.
         """
 
-    async def list_attempts(self, webhook_id: str, before_id: int | None, limit: int) -> list[DeliveryAttempt]:
-        """The webhook's attempts, newest first, with id below `before_id` when given (ids only increase)."""
+    async def list_attempts(
+        self, webhook_id: str, before_id: int | None, limit: int, *, outcome: str | None = None
+    ) -> list[DeliveryAttempt]:
+        """The webhook's attempts, newest first, with id below `before_id` when given (ids only increase).
+
+        With `outcome`, only attempts of that outcome (delivered, retrying, failed).
+        """
+
+    async def undelivered(self, webhook_id: str, after_seq: int, limit: int) -> list[Undelivered]:
+        """The webhook's feed events after `after_seq` with no `delivered` attempt, in seq order, at most `limit`."""
+
+    async def feed_seq_before(self, webhook_id: str, appended_before: int) -> int:
+        """The newest seq of the webhook's feed appended before `appended_before` (µs); 0 when none is."""
 
     async def attempt_counts(self, webhook_id: str, since: int) -> tuple[int, int]:
         """(attempts, attempts not `delivered`) of the webhook made at or after `since` (µs)."""

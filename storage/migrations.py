@@ -132,6 +132,25 @@ CREATE INDEX delivery_attempts_by_webhook ON delivery_attempts (webhook_id, id);
 CREATE INDEX delivery_attempts_by_time ON delivery_attempts (webhook_id, created_at)
 """,
     ),
+    (
+        4,
+        """
+-- Receiver control and delivery options (SPEC §8.1). previous_secret signs alongside secret
+-- until previous_expires_at (wall-clock µs); an Ed25519 webhook's secret is its private key.
+ALTER TABLE webhooks ADD COLUMN signature_scheme TEXT NOT NULL DEFAULT 'hmac-sha256';
+ALTER TABLE webhooks ADD COLUMN previous_secret TEXT;
+ALTER TABLE webhooks ADD COLUMN previous_expires_at INTEGER;
+ALTER TABLE webhooks ADD COLUMN max_rate INTEGER;
+ALTER TABLE webhooks ADD COLUMN ordering TEXT NOT NULL DEFAULT 'fast';
+-- When the attempt's event is due again, and the time the receiver's Retry-After named (capped).
+ALTER TABLE delivery_attempts ADD COLUMN next_attempt_at INTEGER;
+ALTER TABLE delivery_attempts ADD COLUMN retry_after INTEGER;
+-- Jittered retries stay within the schedule's total counted from the first attempt.
+ALTER TABLE deliveries ADD COLUMN first_attempt_at INTEGER;
+-- `undelivered` looks up each feed event's attempts.
+CREATE INDEX delivery_attempts_by_seq ON delivery_attempts (webhook_id, seq)
+""",
+    ),
 ]
 
 # PostgreSQL: the same tables. seq comes from the single row of `log_head`, locked by every
@@ -248,6 +267,24 @@ CREATE INDEX delivery_attempts_by_webhook ON delivery_attempts (webhook_id, id);
 CREATE INDEX delivery_attempts_by_time ON delivery_attempts (webhook_id, created_at);
 -- Retention deletes old attempts of every webhook at once.
 CREATE INDEX delivery_attempts_by_age ON delivery_attempts (created_at)
+""",
+    ),
+    (
+        4,
+        """
+-- Receiver control and delivery options, as SQLite's version 4.
+ALTER TABLE webhooks ADD COLUMN signature_scheme TEXT NOT NULL DEFAULT 'hmac-sha256';
+ALTER TABLE webhooks ADD COLUMN previous_secret TEXT;
+ALTER TABLE webhooks ADD COLUMN previous_expires_at BIGINT;
+ALTER TABLE webhooks ADD COLUMN max_rate BIGINT;
+ALTER TABLE webhooks ADD COLUMN ordering TEXT NOT NULL DEFAULT 'fast';
+-- When the attempt's event is due again, and the time the receiver's Retry-After named (capped).
+ALTER TABLE delivery_attempts ADD COLUMN next_attempt_at BIGINT;
+ALTER TABLE delivery_attempts ADD COLUMN retry_after BIGINT;
+-- Jittered retries stay within the schedule's total counted from the first attempt.
+ALTER TABLE deliveries ADD COLUMN first_attempt_at BIGINT;
+-- `undelivered` looks up each feed event's attempts.
+CREATE INDEX delivery_attempts_by_seq ON delivery_attempts (webhook_id, seq)
 """,
     ),
 ]

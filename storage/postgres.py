@@ -48,6 +48,7 @@ from storage._rows import (
     api_key_from_row,
     attempt_values,
     prune_cutoff,
+    undelivered_from_row,
     webhook_from_row,
     webhook_values,
 )
@@ -70,6 +71,7 @@ from storage.base import (
     NewEvent,
     PendingDelivery,
     StoredEvent,
+    Undelivered,
     UnknownAccount,
     Webhook,
     WebhookChange,
@@ -105,6 +107,26 @@ def split_schema(url: str) -> tuple[str, str | None]:
     schemas = [value for key, value in query if key == "schema"]
     rest = [(key, value) for key, value in query if key != "schema"]
     return urlunsplit(parts._replace(query=urlencode(rest))), (schemas[-1] if schemas else None)
+
+
+# Feed events after a seq with no delivered attempt, as SQLite's `_UNDELIVERED`.
+_UNDELIVERED = (
+    "SELECT f.seq, e.id, e.type,"
+    " (SELECT count(*) FROM delivery_attempts a WHERE a.webhook_id = $1 AND a.seq = f.seq),"
+    " (SELECT a.status_code FROM delivery_attempts a WHERE a.webhook_id = $1 AND a.seq = f.seq"
+    "  ORDER BY a.id DESC LIMIT 1),"
+    " d.next_attempt_at,"
+    " f.seq > coalesce((SELECT cursor_seq FROM delivery_state WHERE webhook_id = $1), 0)"
+    " FROM feed f JOIN events e ON e.seq = f.seq"
+    " LEFT JOIN deliveries d ON d.webhook_id = $1 AND d.seq = f.seq"
+    " WHERE f.webhook_id = $1 AND f.seq > $2 AND NOT EXISTS (SELECT 1 FROM delivery_attempts a"
+    "  WHERE a.webhook_id = $1 AND a.seq = f.seq AND a.outcome = 'delivered')"
+    " ORDER BY f.seq LIMIT $3"
+)
+
+
+def _placeholders(count: int) -> str:
+    return ", ".join(f"${n}" for n in range(1, count + 1))
 
 
 def _webhook(row: Record) -> Webhook:
@@ -476,7 +498,7 @@ class PostgresStorage(Backend):
             if await conn.fetchval("SELECT 1 FROM accounts WHERE id = $1 FOR SHARE", webhook.account_id) is None:
                 raise UnknownAccount(webhook.account_id)
             await conn.execute(
-                f"INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                f"INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ({_placeholders(16)})",
                 *webhook_values(webhook, self._encode_filters, self._encode_bool),
             )
             return WebhookChange(webhook, await _active_count(conn, webhook.account_id))
@@ -510,6 +532,24 @@ class PostgresStorage(Backend):
                 f"UPDATE webhooks SET {assignments} WHERE id = $1 RETURNING {WEBHOOK_COLUMNS}",
                 webhook_id,
                 *changes.values(),
+            )
+            if row is None:
+                return None
+            hook = _webhook(row)
+            return WebhookChange(hook, await _active_count(conn, hook.account_id))
+
+    async def _rotate_secret(
+        self, webhook_id: str, secret: str, previous_expires_at: int | None, updated_at: int
+    ) -> WebhookChange | None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            # previous_secret is set from the row's own secret, so a racing rotation never loses one unseen.
+            row = await conn.fetchrow(
+                "UPDATE webhooks SET previous_secret = CASE WHEN $2::bigint IS NULL THEN NULL ELSE secret END,"
+                f" previous_expires_at = $2, secret = $1, updated_at = $3 WHERE id = $4 RETURNING {WEBHOOK_COLUMNS}",
+                secret,
+                previous_expires_at,
+                updated_at,
+                webhook_id,
             )
             if row is None:
                 return None
@@ -656,14 +696,14 @@ class PostgresStorage(Backend):
 
     async def _due_deliveries(self, webhook_id: str, now: int, limit: int) -> list[PendingDelivery]:
         rows = await self.pool.fetch(
-            "SELECT e.seq, e.id, e.account_id, e.type, e.body, d.attempts, d.next_attempt_at"
+            "SELECT e.seq, e.id, e.account_id, e.type, e.body, d.attempts, d.next_attempt_at, d.first_attempt_at"
             " FROM deliveries d JOIN events e ON e.seq = d.seq"
             " WHERE d.webhook_id = $1 AND d.next_attempt_at <= $2 ORDER BY d.seq LIMIT $3",
             webhook_id,
             now,
             limit,
         )
-        return [PendingDelivery(StoredEvent(*row[:5]), row[5], row[6]) for row in rows]
+        return [PendingDelivery(StoredEvent(*row[:5]), row[5], row[6], row[7]) for row in rows]
 
     async def _next_delivery_due(self, webhook_id: str) -> int | None:
         due: int | None = await self.pool.fetchval(
@@ -677,7 +717,7 @@ class PostgresStorage(Backend):
         key = (attempt.webhook_id, attempt.seq)
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
-                f"INSERT INTO delivery_attempts ({ATTEMPT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                f"INSERT INTO delivery_attempts ({ATTEMPT_COLUMNS}) VALUES ({_placeholders(11)})",
                 *attempt_values(attempt),
             )
             if from_cursor is None:
@@ -705,24 +745,42 @@ class PostgresStorage(Backend):
                 return False
             if attempt.outcome == "retrying":
                 await conn.execute(
-                    "INSERT INTO deliveries (webhook_id, seq, attempts, next_attempt_at) VALUES ($1, $2, $3, $4)"
-                    " ON CONFLICT (webhook_id, seq) DO UPDATE SET attempts = excluded.attempts,"
-                    " next_attempt_at = excluded.next_attempt_at",
+                    "INSERT INTO deliveries (webhook_id, seq, attempts, next_attempt_at, first_attempt_at)"
+                    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (webhook_id, seq) DO UPDATE SET"
+                    " attempts = excluded.attempts, next_attempt_at = excluded.next_attempt_at,"
+                    " first_attempt_at = excluded.first_attempt_at",
                     *key,
                     attempt.attempt,
                     next_attempt_at,
+                    attempt.created_at,
                 )
             return True
 
-    async def _list_attempts(self, webhook_id: str, before_id: int | None, limit: int) -> list[DeliveryAttempt]:
+    async def _list_attempts(
+        self, webhook_id: str, before_id: int | None, limit: int, outcome: str | None
+    ) -> list[DeliveryAttempt]:
         rows = await self.pool.fetch(
             f"SELECT {ATTEMPT_COLUMNS}, id FROM delivery_attempts"
-            " WHERE webhook_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+            " WHERE webhook_id = $1 AND id < $2 AND ($4::text IS NULL OR outcome = $4) ORDER BY id DESC LIMIT $3",
             webhook_id,
             before_id if before_id is not None else NO_ATTEMPT_ID,
             limit,
+            outcome,
         )
         return [DeliveryAttempt(*row) for row in rows]
+
+    async def _undelivered(self, webhook_id: str, after_seq: int, limit: int) -> list[Undelivered]:
+        rows = await self.pool.fetch(_UNDELIVERED, webhook_id, after_seq, limit)
+        return [undelivered_from_row(row) for row in rows]
+
+    async def _feed_seq_before(self, webhook_id: str, appended_before: int) -> int:
+        seq: int = await self.pool.fetchval(
+            "SELECT coalesce(max(f.seq), 0) FROM feed f JOIN events e ON e.seq = f.seq"
+            " WHERE f.webhook_id = $1 AND e.appended_at < $2",
+            webhook_id,
+            appended_before,
+        )
+        return seq
 
     async def _attempt_counts(self, webhook_id: str, since: int) -> tuple[int, int]:
         row = await self.pool.fetchrow(

@@ -46,6 +46,7 @@ from storage._rows import (
     api_key_from_row,
     attempt_values,
     prune_cutoff,
+    undelivered_from_row,
     webhook_from_row,
     webhook_values,
 )
@@ -68,6 +69,7 @@ from storage.base import (
     NewEvent,
     PendingDelivery,
     StoredEvent,
+    Undelivered,
     UnknownAccount,
     Webhook,
     WebhookChange,
@@ -117,6 +119,23 @@ _FEED_BODIES = (
 @functools.lru_cache(maxsize=4096)
 def _filters(text: str) -> tuple[str, ...]:
     return tuple(orjson.loads(text))
+
+
+# Feed events after a seq with no delivered attempt: attempts made, the last status, when due, and
+# whether the cursor has not reached them yet (queued for a first attempt).
+_UNDELIVERED = (
+    "SELECT f.seq, e.id, e.type,"
+    " (SELECT count(*) FROM delivery_attempts a WHERE a.webhook_id = ?1 AND a.seq = f.seq),"
+    " (SELECT a.status_code FROM delivery_attempts a WHERE a.webhook_id = ?1 AND a.seq = f.seq"
+    "  ORDER BY a.id DESC LIMIT 1),"
+    " d.next_attempt_at,"
+    " f.seq > coalesce((SELECT cursor_seq FROM delivery_state WHERE webhook_id = ?1), 0)"
+    " FROM feed f JOIN events e ON e.seq = f.seq"
+    " LEFT JOIN deliveries d ON d.webhook_id = ?1 AND d.seq = f.seq"
+    " WHERE f.webhook_id = ?1 AND f.seq > ?2 AND NOT EXISTS (SELECT 1 FROM delivery_attempts a"
+    "  WHERE a.webhook_id = ?1 AND a.seq = f.seq AND a.outcome = 'delivered')"
+    " ORDER BY f.seq LIMIT ?3"
+)
 
 
 def _webhook(row: sqlite3.Row | tuple[Any, ...]) -> Webhook:
@@ -332,7 +351,7 @@ class SQLiteStorage(Backend):
             if not list(found):
                 raise UnknownAccount(webhook.account_id)
             txn.conn.execute(
-                f"INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ({', '.join('?' * 16)})",
                 webhook_values(webhook, self._encode_filters, self._encode_bool),
             )
             return WebhookChange(webhook, _active_count(txn.conn, webhook.account_id))
@@ -364,6 +383,25 @@ class SQLiteStorage(Backend):
         def job(txn: _Transaction) -> WebhookChange | None:
             cursor = txn.conn.execute(
                 f"UPDATE webhooks SET {assignments} WHERE id = ?", (*changes.values(), webhook_id)
+            )
+            if cursor.rowcount == 0:
+                return None
+            rows = list(_rows(txn.conn, f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?", (webhook_id,)))
+            hook = _webhook(rows[0])
+            return WebhookChange(hook, _active_count(txn.conn, hook.account_id))
+
+        return await self._write(job)
+
+    async def _rotate_secret(
+        self, webhook_id: str, secret: str, previous_expires_at: int | None, updated_at: int
+    ) -> WebhookChange | None:
+
+        def job(txn: _Transaction) -> WebhookChange | None:
+            # previous_secret is set from the row's own secret, so a racing rotation never loses one unseen.
+            cursor = txn.conn.execute(
+                "UPDATE webhooks SET previous_secret = CASE WHEN ?2 IS NULL THEN NULL ELSE secret END,"
+                " previous_expires_at = ?2, secret = ?1, updated_at = ?3 WHERE id = ?4",
+                (secret, previous_expires_at, updated_at, webhook_id),
             )
             if cursor.rowcount == 0:
                 return None
@@ -500,12 +538,12 @@ class SQLiteStorage(Backend):
 
     async def _due_deliveries(self, webhook_id: str, now: int, limit: int) -> list[PendingDelivery]:
         rows = await self._readers.query(
-            "SELECT e.seq, e.id, e.account_id, e.type, e.body, d.attempts, d.next_attempt_at"
+            "SELECT e.seq, e.id, e.account_id, e.type, e.body, d.attempts, d.next_attempt_at, d.first_attempt_at"
             " FROM deliveries d JOIN events e ON e.seq = d.seq"
             " WHERE d.webhook_id = ? AND d.next_attempt_at <= ? ORDER BY d.seq LIMIT ?",
             (webhook_id, now, limit),
         )
-        return [PendingDelivery(StoredEvent(*row[:5]), row[5], row[6]) for row in rows]
+        return [PendingDelivery(StoredEvent(*row[:5]), row[5], row[6], row[7]) for row in rows]
 
     async def _next_delivery_due(self, webhook_id: str) -> int | None:
         rows = await self._readers.query(
@@ -520,7 +558,7 @@ class SQLiteStorage(Backend):
         def job(txn: _Transaction) -> bool:
             conn = txn.conn
             conn.execute(
-                f"INSERT INTO delivery_attempts ({ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO delivery_attempts ({ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 attempt_values(attempt),
             )
             key = (attempt.webhook_id, attempt.seq)
@@ -542,21 +580,35 @@ class SQLiteStorage(Backend):
                 return False
             if attempt.outcome == "retrying":
                 conn.execute(
-                    "INSERT OR REPLACE INTO deliveries (webhook_id, seq, attempts, next_attempt_at)"
-                    " VALUES (?, ?, ?, ?)",
-                    (*key, attempt.attempt, next_attempt_at),
+                    "INSERT OR REPLACE INTO deliveries (webhook_id, seq, attempts, next_attempt_at, first_attempt_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (*key, attempt.attempt, next_attempt_at, attempt.created_at),
                 )
             return True
 
         return await self._write(job)
 
-    async def _list_attempts(self, webhook_id: str, before_id: int | None, limit: int) -> list[DeliveryAttempt]:
+    async def _list_attempts(
+        self, webhook_id: str, before_id: int | None, limit: int, outcome: str | None
+    ) -> list[DeliveryAttempt]:
         rows = await self._readers.query(
             f"SELECT {ATTEMPT_COLUMNS}, id FROM delivery_attempts"
-            " WHERE webhook_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
-            (webhook_id, before_id if before_id is not None else NO_ATTEMPT_ID, limit),
+            " WHERE webhook_id = ?1 AND id < ?2 AND (?4 IS NULL OR outcome = ?4) ORDER BY id DESC LIMIT ?3",
+            (webhook_id, before_id if before_id is not None else NO_ATTEMPT_ID, limit, outcome),
         )
         return [DeliveryAttempt(*row) for row in rows]
+
+    async def _undelivered(self, webhook_id: str, after_seq: int, limit: int) -> list[Undelivered]:
+        rows = await self._readers.query(_UNDELIVERED, (webhook_id, after_seq, limit))
+        return [undelivered_from_row(row) for row in rows]
+
+    async def _feed_seq_before(self, webhook_id: str, appended_before: int) -> int:
+        rows = await self._readers.query(
+            "SELECT coalesce(max(f.seq), 0) FROM feed f JOIN events e ON e.seq = f.seq"
+            " WHERE f.webhook_id = ?1 AND e.appended_at < ?2",
+            (webhook_id, appended_before),
+        )
+        return int(rows[0][0])
 
     async def _attempt_counts(self, webhook_id: str, since: int) -> tuple[int, int]:
         rows = await self._readers.query(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -20,20 +20,36 @@ class Received:
     headers: dict[str, str]
     body: bytes
     status: int
+    # time.monotonic() when it was answered.
+    at: float = 0.0
 
     def json(self) -> Any:
         return orjson.loads(self.body)
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A status with extra response headers, sent after `delay` seconds."""
+
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+Reply = int | str | Answer
+
+
 class Receiver:
     """An HTTP server in a thread. `script` answers requests in turn; after it runs out, `default` answers.
 
-    An answer is a status code, or "hang": hold the request unanswered (it is then not recorded).
+    An answer is a status code, an `Answer`, or "hang": hold the request unanswered (it is then not
+    recorded). When `decide` is set, it picks the answer from the request's headers and body instead.
     """
 
-    def __init__(self, default: int | str = 200) -> None:
-        self.default: int | str = default
-        self.script: list[int | str] = []
+    def __init__(self, default: Reply = 200) -> None:
+        self.default: Reply = default
+        self.script: list[Reply] = []
+        self.decide: Callable[[dict[str, str], bytes], Reply] | None = None
         self.requests: list[Received] = []
         self.arrivals = 0
         self._lock = threading.Lock()
@@ -44,19 +60,27 @@ class Receiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length)
+                headers = {name.lower(): value for name, value in self.headers.items()}
                 with receiver._lock:
                     receiver.arrivals += 1
-                    answer = receiver.script.pop(0) if receiver.script else receiver.default
+                    if receiver.decide is not None:
+                        answer = receiver.decide(headers, body)
+                    else:
+                        answer = receiver.script.pop(0) if receiver.script else receiver.default
                 if answer == "hang":
                     # Never answered: the sender times out (or dies), so this is not recorded as received.
                     receiver._closing.wait(30)
                     self.close_connection = True
                     return
-                status = int(answer)
+                reply = answer if isinstance(answer, Answer) else Answer(int(answer))
+                if reply.delay:
+                    time.sleep(reply.delay)
+                status = reply.status
                 with receiver._lock:
-                    headers = {name.lower(): value for name, value in self.headers.items()}
-                    receiver.requests.append(Received(self.path, headers, body, status))
+                    receiver.requests.append(Received(self.path, headers, body, status, time.monotonic()))
                 self.send_response(status)
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
                 if 300 <= status < 400:
                     self.send_header("location", receiver.url + "/redirected")
                 self.send_header("content-length", "2")

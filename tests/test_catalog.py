@@ -74,6 +74,7 @@ def test_default_catalog_covers_the_event_families_of_the_seeds():
         "webhook.test",
         "webhook.failing",
         "webhook.failed",
+        "webhook.disabled",
     ):
         assert CATALOG.get(name) is not None, name
     errored = CATALOG.get("account.status.errored")

@@ -106,6 +106,8 @@ def test_a_500_is_retried_on_the_schedule_until_acknowledged(api: Api, receiver:
     wait_until(lambda: receiver.event_ids(200), what="the third attempt")
     assert [r.status for r in receiver.received()] == [500, 503, 200]
     assert {r.headers["webhook-id"] for r in receiver.received()} == {appended["id"]}
+    # The receiver has answered; the attempt is recorded just after.
+    wait_until(lambda: len(attempts(api, webhook["webhook_id"])["attempts"]) == 3, what="the third attempt recorded")
     listed = attempts(api, webhook["webhook_id"])["attempts"]
     assert [(a["attempt"], a["outcome"], a["status_code"]) for a in listed] == [
         (3, "delivered", 200),
@@ -193,17 +195,21 @@ def test_recover_refuses_bad_input(api: Api, receiver: Receiver) -> None:
     assert response.json()["error"]["field"] == "limit"
 
 
-def test_rotate_secret_applies_to_the_next_attempt(api: Api, receiver: Receiver) -> None:
+def test_rotate_secret_with_no_overlap_applies_to_the_next_attempt_alone(api: Api, receiver: Receiver) -> None:
     receiver.script = [500]
     account = api.create_account()
     webhook = api.create_webhook(account, url=receiver.url)
     old_secret = webhook["secret"]
     api.ingest(account, message(1))
     wait_until(receiver.received, what="the first attempt")
-    response = api.http.post(f"/v2/webhooks/{webhook['webhook_id']}/rotate-secret", headers=api.auth)
+    response = api.http.post(
+        f"/v2/webhooks/{webhook['webhook_id']}/rotate-secret", json={"overlap": "0s"}, headers=api.auth
+    )
+    assert response.json()["data"]["previous_expires_at"] is None
     new_secret = response.json()["data"]["secret"]
     assert new_secret != old_secret
     retry = wait_until(lambda: receiver.received(200), what="the retry")[0]
+    assert retry.headers["webhook-signature"].count("v1,") == 1
     Verifier(new_secret).verify(retry.body, retry.headers)
     with pytest.raises(WebhookVerificationError):
         Verifier(old_secret).verify(retry.body, retry.headers)

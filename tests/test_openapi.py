@@ -217,6 +217,15 @@ def test_answers_across_every_route_are_documented_with_their_bodies(
     assert call("POST", f"{webhook}/rotate-secret", headers=auth).status_code == 400
     assert call("POST", f"/v2/webhooks/{custom_id}/rotate-secret", headers=auth).status_code == 200
     assert call("GET", f"/v2/webhooks/{custom_id}/attempts", headers=auth).status_code == 200
+    assert call("GET", f"/v2/webhooks/{custom_id}/attempts?outcome=pending", headers=auth).status_code == 200
+    assert call("GET", f"/v2/webhooks/{custom_id}/undelivered", headers=auth).status_code == 200
+    rotated = call("POST", f"/v2/webhooks/{custom_id}/rotate-secret", json={"overlap": "1h"}, headers=auth)
+    assert rotated.status_code == 200 and rotated.json()["data"]["previous_expires_at"] is not None
+    since = {"since": "2026-01-01T00:00:00Z"}
+    assert call("POST", f"/v2/webhooks/{custom_id}/recover", json=since, headers=auth).status_code == 200
+    signed = {"account_id": "acc_doc", "url": url, "signature_scheme": "ed25519", "max_rate": 5, "ordering": "strict"}
+    ed25519 = call("POST", "/v2/webhooks", json=signed, headers=auth)
+    assert ed25519.status_code == 201 and ed25519.json()["data"]["public_key"].startswith("whpk_")
     assert call("POST", f"/v2/webhooks/{custom_id}/recover", json={"afterSeq": 0}, headers=auth).status_code == 200
     recover_ahead = {"afterSeq": 10**9}
     assert call("POST", f"/v2/webhooks/{custom_id}/recover", json=recover_ahead, headers=auth).status_code == 409

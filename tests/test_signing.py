@@ -16,13 +16,13 @@ from app.signing import new_secret, secret_key, signed_request
 def test_a_signed_request_passes_the_standardwebhooks_verifier() -> None:
     secret = new_secret()
     envelope = b'{"id":"evt_1","seq":7,"type":"message_received","data":{"text":"h\xc3\xa9"}}'
-    body, headers = signed_request(secret, "evt_1", envelope, int(time.time()), compressed=False)
+    body, headers = signed_request([secret], "evt_1", envelope, int(time.time()), compressed=False)
     assert body == envelope
     assert Verifier(secret).verify(body, headers)["seq"] == 7
 
 
 def test_another_secret_does_not_verify() -> None:
-    body, headers = signed_request(new_secret(), "evt_1", b"{}", int(time.time()), compressed=False)
+    body, headers = signed_request([new_secret()], "evt_1", b"{}", int(time.time()), compressed=False)
     with pytest.raises(WebhookVerificationError):
         Verifier(new_secret()).verify(body, headers)
 
@@ -31,7 +31,7 @@ def test_a_compressed_request_is_signed_over_the_gzip_bytes() -> None:
     secret = new_secret()
     envelope = b'{"id":"evt_2","seq":8}'
     timestamp = int(time.time())
-    body, headers = signed_request(secret, "evt_2", envelope, timestamp, compressed=True)
+    body, headers = signed_request([secret], "evt_2", envelope, timestamp, compressed=True)
     assert headers["content-encoding"] == "gzip"
     assert gzip.decompress(body) == envelope
     expected = hmac.new(secret_key(secret), b"evt_2.%d.%s" % (timestamp, body), hashlib.sha256).digest()
@@ -40,9 +40,9 @@ def test_a_compressed_request_is_signed_over_the_gzip_bytes() -> None:
 
 def test_retries_of_a_compressed_event_are_byte_identical() -> None:
     secret = new_secret()
-    first, _ = signed_request(secret, "evt_3", b'{"seq":1}', 1, compressed=True)
+    first, _ = signed_request([secret], "evt_3", b'{"seq":1}', 1, compressed=True)
     time.sleep(1.1)  # gzip would otherwise stamp the current second into its header
-    again, _ = signed_request(secret, "evt_3", b'{"seq":1}', 1, compressed=True)
+    again, _ = signed_request([secret], "evt_3", b'{"seq":1}', 1, compressed=True)
     assert first == again
 
 

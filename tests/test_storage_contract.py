@@ -788,6 +788,101 @@ async def test_recover_deliveries_moves_the_cursor_back_never_forward_and_drops_
     assert await storage_backend.delivery_state(fresh.id) == DeliveryState(0, None)
 
 
+async def test_webhook_delivery_options_are_stored_and_updated_and_a_rate_of_zero_clears_it(
+    storage_backend: Storage,
+) -> None:
+    account_id = f"acc_{uuid4().hex[:8]}"
+    await storage_backend.create_account(account_id, KEY, None, "ingest")
+    hook = dataclasses.replace(
+        webhook(account_id), url="https://example.com/", secret="whsk_x", signature_scheme="ed25519", max_rate=5
+    )
+    await storage_backend.create_webhook(hook)
+    stored = await storage_backend.get_webhook(hook.id)
+    assert stored == hook and stored.ordering == "fast" and stored.previous_secret is None
+    changed = await storage_backend.update_webhook(hook.id, max_rate=20, ordering="strict")
+    assert changed is not None and (changed.webhook.max_rate, changed.webhook.ordering) == (20, "strict")
+    cleared = await storage_backend.update_webhook(hook.id, max_rate=0)
+    assert cleared is not None and cleared.webhook.max_rate is None and cleared.webhook.ordering == "strict"
+
+
+async def test_rotate_secret_keeps_the_replaced_secret_until_its_expiry_or_drops_it_at_once(
+    storage_backend: Storage,
+) -> None:
+    account_id = f"acc_{uuid4().hex[:8]}"
+    await storage_backend.create_account(account_id, KEY, None, "ingest")
+    hook = dataclasses.replace(webhook(account_id), url="https://example.com/", secret="whsec_AAAA")
+    await storage_backend.create_webhook(hook)
+    rotated = await storage_backend.rotate_secret(hook.id, "whsec_BBBB", 123)
+    assert rotated is not None
+    assert (rotated.webhook.secret, rotated.webhook.previous_secret, rotated.webhook.previous_expires_at) == (
+        "whsec_BBBB",
+        "whsec_AAAA",
+        123,
+    )
+    again = await storage_backend.rotate_secret(hook.id, "whsec_CCCC", 456)
+    assert again is not None and (again.webhook.secret, again.webhook.previous_secret) == ("whsec_CCCC", "whsec_BBBB")
+    at_once = await storage_backend.rotate_secret(hook.id, "whsec_DDDD", None)
+    assert at_once is not None
+    assert (at_once.webhook.previous_secret, at_once.webhook.previous_expires_at) == (None, None)
+    assert await storage_backend.get_webhook(hook.id) == at_once.webhook
+    assert await storage_backend.rotate_secret("0" * 24, "whsec_EEEE", None) is None
+    # A plain secret update is a rotation without overlap.
+    await storage_backend.rotate_secret(hook.id, "whsec_FFFF", 789)
+    plain = await storage_backend.update_webhook(hook.id, secret="whsec_GGGG")
+    assert plain is not None and plain.webhook.previous_secret is None
+
+
+async def test_attempts_record_when_due_and_retry_after_and_filter_by_outcome(storage_backend: Storage) -> None:
+    hook, seqs = await delivering(storage_backend, 2)
+    retrying = dataclasses.replace(
+        attempt(hook, seqs[0], outcome="retrying", at=1_000), next_attempt_at=9_000, retry_after=8_000
+    )
+    await storage_backend.record_attempt(retrying, from_cursor=0, next_attempt_at=9_000)
+    await storage_backend.record_attempt(attempt(hook, seqs[1]), from_cursor=seqs[0])
+    (due,) = await storage_backend.due_deliveries(hook.id, 9_000, 10)
+    assert (due.attempts, due.next_attempt_at, due.first_attempt_at) == (1, 9_000, 1_000)
+    await storage_backend.record_attempt(attempt(hook, seqs[0], 2, "failed"), from_cursor=None)
+    (pending,) = await storage_backend.list_attempts(hook.id, None, 10, outcome="retrying")
+    assert (pending.seq, pending.next_attempt_at, pending.retry_after) == (seqs[0], 9_000, 8_000)
+    assert [a.seq for a in await storage_backend.list_attempts(hook.id, None, 10, outcome="delivered")] == [seqs[1]]
+    assert [a.attempt for a in await storage_backend.list_attempts(hook.id, None, 10, outcome="failed")] == [2]
+    assert len(await storage_backend.list_attempts(hook.id, None, 10)) == 3
+
+
+async def test_undelivered_lists_feed_events_without_a_delivered_attempt_in_seq_order(
+    storage_backend: Storage,
+) -> None:
+    hook, seqs = await delivering(storage_backend, 4)
+    await storage_backend.record_attempt(attempt(hook, seqs[0]), from_cursor=0)
+    await storage_backend.record_attempt(
+        attempt(hook, seqs[1], outcome="retrying"), from_cursor=seqs[0], next_attempt_at=5_000
+    )
+    failed = dataclasses.replace(attempt(hook, seqs[2], outcome="retrying"), status_code=410)
+    await storage_backend.record_attempt(failed, from_cursor=seqs[1], next_attempt_at=6_000)
+    await storage_backend.record_attempt(attempt(hook, seqs[2], 2, "failed"), from_cursor=None)
+    listed = await storage_backend.undelivered(hook.id, 0, 10)
+    assert [(u.seq, u.attempts, u.last_status_code, u.next_attempt_at, u.queued) for u in listed] == [
+        (seqs[1], 1, 503, 5_000, False),
+        (seqs[2], 2, 503, None, False),
+        (seqs[3], 0, None, None, True),
+    ]
+    assert listed[2].type == "message.new" and listed[2].id.startswith("evt_")
+    assert [u.seq for u in await storage_backend.undelivered(hook.id, seqs[1], 1)] == [seqs[2]]
+    assert await storage_backend.undelivered("0" * 24, 0, 10) == []
+
+
+async def test_feed_seq_before_is_the_newest_feed_seq_appended_before_a_time(storage_backend: Storage) -> None:
+    hook, seqs = await delivering(storage_backend, 2)
+    await asyncio.sleep(0.002)
+    between = time.time_ns() // 1000
+    await asyncio.sleep(0.002)
+    account_id = hook.account_id
+    later = await storage_backend.append(account_id, [event()])
+    assert await storage_backend.feed_seq_before(hook.id, between) == seqs[1]
+    assert await storage_backend.feed_seq_before(hook.id, 0) == 0
+    assert await storage_backend.feed_seq_before(hook.id, time.time_ns() // 1000 + 1) == later.appended[0].seq
+
+
 async def test_pruning_an_event_drops_its_pending_retry(storage_backend: Storage) -> None:
     hook, seqs = await delivering(storage_backend, 2)
     await storage_backend.record_attempt(attempt(hook, seqs[0], outcome="retrying"), from_cursor=0, next_attempt_at=10)

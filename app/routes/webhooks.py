@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from starlette.requests import Request
@@ -18,12 +19,21 @@ from app.ids import event_id
 from app.ids import webhook_id as new_webhook_id
 from app.requests import json_body, optional_str, reject_unknown
 from app.responses import success
-from app.signing import new_secret
+from app.settings import parse_duration
+from app.signing import SCHEMES, new_secret, public_key
 from app.times import iso_micros, iso_millis, wall_micros
 from storage.base import Webhook, WebhookChange
 
-WEBHOOK_FIELDS = ("account_id", "url", "events", "compressed_delivery")
-UPDATABLE_FIELDS = ("events", "url", "compressed_delivery")
+WEBHOOK_FIELDS = ("account_id", "url", "events", "compressed_delivery", "signature_scheme", "max_rate", "ordering")
+UPDATABLE_FIELDS = ("events", "url", "compressed_delivery", "max_rate", "ordering")
+# Custom-mode options that mean nothing without a URL (SPEC §8.1).
+DELIVERY_OPTIONS = ("signature_scheme", "max_rate", "ordering")
+ORDERINGS = ("fast", "strict")
+MAX_RATE = 10_000
+OVERLAP = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9})?(?:ms|s|m|h|d)?", re.ASCII)
+MAX_OVERLAP = 30 * 86_400.0
+# Statuses only `start` leaves: the breaker's `failed` and a receiver's 410 `disabled`.
+STOPPED_STATUSES = ("failed", "disabled")
 
 
 def webhook_json(webhook: Webhook, *, with_secret: bool = False) -> dict[str, Any]:
@@ -42,7 +52,14 @@ def webhook_json(webhook: Webhook, *, with_secret: bool = False) -> dict[str, An
         data["url"] = webhook.url
         data["compressed_delivery"] = webhook.compressed_delivery
         data["status"] = webhook.status
-        if with_secret:
+        data["signature_scheme"] = webhook.signature_scheme
+        data["max_rate"] = webhook.max_rate
+        data["ordering"] = webhook.ordering
+        if webhook.signature_scheme == "ed25519":
+            # Public, so always shown; the private key never leaves the server.
+            assert webhook.secret is not None
+            data["public_key"] = public_key(webhook.secret)
+        elif with_secret:
             data["secret"] = webhook.secret
     return data
 
@@ -56,6 +73,25 @@ async def checked_url(ctx: Context, value: object) -> str:
         await vetted_target(value, allow_http=settings.allow_http, allow_private=settings.allow_private_urls)
     except UnsafeUrl as exc:
         raise InvalidUrl(str(exc), field="url") from None
+    return value
+
+
+def checked_max_rate(value: object) -> int | None:
+    """Deliveries per second, 1–10000, or None for unlimited; 400 naming `max_rate` otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_RATE:
+        raise BadRequest(
+            f"max_rate must be an integer from 1 to {MAX_RATE} (deliveries per second), or null for unlimited.",
+            field="max_rate",
+        )
+    return value
+
+
+def checked_choice(value: object, field: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise BadRequest(f"{field} must be one of: {', '.join(choices)}.", field=field)
+    assert isinstance(value, str)
     return value
 
 
@@ -84,6 +120,13 @@ async def create_webhook(request: Request) -> Response:
     events = ctx.catalog.normalize_filters(body.get("events", ["all"]))
     url = None if body.get("url") is None else await checked_url(ctx, body["url"])
     compressed = checked_flag(body.get("compressed_delivery", False), "compressed_delivery")
+    if url is None:
+        for option in DELIVERY_OPTIONS:
+            if option in body:
+                raise BadRequest(f"{option} applies to custom-mode webhooks only (set url).", field=option)
+    scheme = checked_choice(body.get("signature_scheme", "hmac-sha256"), "signature_scheme", SCHEMES)
+    max_rate = checked_max_rate(body.get("max_rate"))
+    ordering = checked_choice(body.get("ordering", "fast"), "ordering", ORDERINGS)
     await owned_account(request, key, account_id)
     now = wall_micros()
     webhook = Webhook(
@@ -91,13 +134,16 @@ async def create_webhook(request: Request) -> Response:
         account_id=account_id,
         api_key_id=key.id,
         url=url,
-        secret=new_secret() if url is not None else None,
+        secret=new_secret(scheme) if url is not None else None,
         events=events,
         compressed_delivery=compressed,
         is_active=True,
         status="healthy",
         created_at=now,
         updated_at=now,
+        signature_scheme=scheme,
+        max_rate=max_rate,
+        ordering=ordering,
     )
     change = await ctx.storage.create_webhook(webhook)
     await ctx.webhook_changed(change)
@@ -135,7 +181,18 @@ async def update_webhook(request: Request) -> Response:
     compressed = None
     if "compressed_delivery" in body:
         compressed = checked_flag(body["compressed_delivery"], "compressed_delivery")
-    change = await ctx.storage.update_webhook(webhook.id, events=events, url=url, compressed_delivery=compressed)
+    if webhook.mode == "hosted":
+        for option in ("max_rate", "ordering"):
+            if option in body:
+                raise BadRequest(f"{option} applies to custom-mode webhooks only.", field=option)
+    max_rate = None
+    if "max_rate" in body:
+        # 0 tells storage to clear the rate: null means unlimited.
+        max_rate = checked_max_rate(body["max_rate"]) or 0
+    ordering = None if "ordering" not in body else checked_choice(body["ordering"], "ordering", ORDERINGS)
+    change = await ctx.storage.update_webhook(
+        webhook.id, events=events, url=url, compressed_delivery=compressed, max_rate=max_rate, ordering=ordering
+    )
     return success(webhook_json(await changed(ctx, change, webhook.id)), "update_webhook")
 
 
@@ -151,7 +208,7 @@ async def start_webhook(request: Request) -> Response:
     key = await customer(request)
     webhook = await owned_webhook(request, key)
     ctx = context(request)
-    status = "healthy" if webhook.status == "failed" else None
+    status = "healthy" if webhook.status in STOPPED_STATUSES else None
     change = await ctx.storage.update_webhook(webhook.id, is_active=True, status=status)
     return success(webhook_json(await changed(ctx, change, webhook.id)), "start_webhook")
 
@@ -167,9 +224,31 @@ async def delete_webhook(request: Request) -> Response:
 async def rotate_secret(request: Request) -> Response:
     key = await customer(request)
     webhook = await owned_custom_webhook(request, key, "Only custom-mode webhooks have a signing secret")
+    body = await json_body(request, required=False)
+    reject_unknown(body, ("overlap",))
     ctx = context(request)
-    change = await ctx.storage.update_webhook(webhook.id, secret=new_secret())
-    return success(webhook_json(await changed(ctx, change, webhook.id), with_secret=True), "rotate_secret")
+    overlap = ctx.settings.secret_overlap
+    if "overlap" in body:
+        overlap = checked_overlap(body["overlap"])
+    expires = wall_micros() + int(overlap * 1_000_000) if overlap > 0 else None
+    change = await ctx.storage.rotate_secret(webhook.id, new_secret(webhook.signature_scheme), expires)
+    rotated = await changed(ctx, change, webhook.id)
+    data = webhook_json(rotated, with_secret=True)
+    data["previous_expires_at"] = (
+        None if rotated.previous_expires_at is None else iso_micros(rotated.previous_expires_at)
+    )
+    return success(data, "rotate_secret")
+
+
+def checked_overlap(value: object) -> float:
+    """How long the replaced secret keeps signing: a duration from 0s to 30d; 400 naming `overlap` otherwise."""
+    # One spelling, as for every number in a request: ASCII digits, no spaces (a setting's parser allows more).
+    seconds = parse_duration(value) if isinstance(value, str) and OVERLAP.fullmatch(value) else None
+    if seconds is None or not 0 <= seconds <= MAX_OVERLAP:
+        raise BadRequest(
+            'overlap must be a duration such as "24h", "30m" or "0s" (immediate), at most 30d.', field="overlap"
+        )
+    return seconds
 
 
 async def test_webhook(request: Request) -> Response:

@@ -29,6 +29,7 @@ sys.path[:0] = [str(HERE), os.environ.get("HOOKSTREAM_BENCH_SOURCE") or str(HERE
 import procs  # noqa: E402
 import profiles  # noqa: E402
 from consumers import WORKLOADS_CLIENT  # noqa: E402
+from delivery import WORKLOADS_DELIVERY  # noqa: E402
 from figures import Row, table  # noqa: E402
 from pg import WORKLOADS_PG  # noqa: E402
 from workloads import WORKLOADS, CheckFailed, Plan  # noqa: E402
@@ -88,11 +89,8 @@ def plan_from(args: argparse.Namespace) -> Plan:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="scripts/bench/run", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "workloads",
-        nargs="*",
-        help=f"any of {', '.join([*WORKLOADS, *WORKLOADS_CLIENT, *WORKLOADS_PG])} (default: all)",
-    )
+    every = ", ".join([*WORKLOADS, *WORKLOADS_CLIENT, *WORKLOADS_DELIVERY, *WORKLOADS_PG])
+    parser.add_argument("workloads", nargs="*", help=f"any of {every} (default: all)")
     parser.add_argument("--quick", action="store_true", help="small sizes and short runs: a smoke run (< 3 min)")
     parser.add_argument("--runs", type=int, help="repetitions per figure (default 3)")
     parser.add_argument("--seconds", type=float, help="length of each wrk measurement (default 5, quick 2)")
@@ -134,8 +132,13 @@ def main() -> None:
     plan = plan_from(args)
     shutil.rmtree(plan.workdir, ignore_errors=True)
     plan.workdir.mkdir(parents=True)
-    known = {**WORKLOADS, **WORKLOADS_CLIENT, **WORKLOADS_PG}
-    chosen = args.workloads or [*WORKLOADS, *WORKLOADS_CLIENT, *(WORKLOADS_PG if plan.postgres else ())]
+    known = {**WORKLOADS, **WORKLOADS_CLIENT, **WORKLOADS_DELIVERY, **WORKLOADS_PG}
+    chosen = args.workloads or [
+        *WORKLOADS,
+        *WORKLOADS_CLIENT,
+        *WORKLOADS_DELIVERY,
+        *(WORKLOADS_PG if plan.postgres else ()),
+    ]
     unknown = [name for name in chosen if name not in known]
     if unknown:
         parser.error(f"unknown workload {unknown[0]!r}; choose from {', '.join(known)}")
