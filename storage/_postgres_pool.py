@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from storage._unavailable import guarded
+from storage._unavailable import guarded, logger
 
 # Errors that mean the server cannot take a call now; a hot standby refusing writes is one too.
 _UNAVAILABLE = (
@@ -28,6 +28,8 @@ _UNAVAILABLE = (
     asyncpg.OperatorInterventionError,
     asyncpg.InsufficientResourcesError,
     asyncpg.ReadOnlySQLTransactionError,
+    # What asyncpg raises when a connection is cut while its protocol is mid-operation.
+    asyncpg.InternalClientError,
 )
 
 
@@ -35,8 +37,10 @@ def unavailable(exc: BaseException) -> bool:
     """Whether `exc` says the PostgreSQL server cannot take the call now."""
     if isinstance(exc, _UNAVAILABLE):
         return True
-    # asyncpg's own word for a connection that died between two calls, or a pool that is closing.
-    return isinstance(exc, asyncpg.InterfaceError) and ("closed" in str(exc) or "closing" in str(exc))
+    # asyncpg's own words for a connection that died between two calls (its proxy is then detached,
+    # "released back to the pool"), or a pool that is closing.
+    text = str(exc)
+    return isinstance(exc, asyncpg.InterfaceError) and any(word in text for word in ("closed", "closing", "released"))
 
 
 class GuardedPool:
@@ -50,8 +54,18 @@ class GuardedPool:
     async def acquire(self) -> AsyncIterator[PoolConnectionProxy]:
         """A connection of the pool for a block; a lost connection in the block raises `StorageUnavailable`."""
         with guarded(unavailable):
-            async with self._pool.acquire(timeout=self._acquire_timeout) as conn:
+            conn = await self._pool.acquire(timeout=self._acquire_timeout)
+        try:
+            with guarded(unavailable):
                 yield conn
+        finally:
+            # The block's outcome stands: a connection that cannot be reset as it comes back (cut by
+            # the server) is terminated by the pool, which opens a new one at the next acquire. Raising
+            # here would report a committed transaction as failed.
+            try:
+                await self._pool.release(conn)
+            except Exception as exc:
+                logger.info("a broken connection was dropped from the pool: %s", exc)
 
     async def execute(self, query: str, *args: Any) -> str:
         async with self.acquire() as conn:

@@ -70,7 +70,6 @@ from storage.base import (
     MonitorLease,
     NewEvent,
     PendingDelivery,
-    StorageUnavailable,
     StoredEvent,
     UnknownAccount,
     Webhook,
@@ -92,8 +91,6 @@ _CATCH_UP_PAGE = 1000
 # Seconds to open a connection, and to wait for one from the pool, before a call is answered 503.
 _CONNECT_TIMEOUT = 5.0
 _ACQUIRE_TIMEOUT = 10.0
-# What the background loops ride out and retry: the database gone for a while.
-_TRANSIENT = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, StorageUnavailable)
 _ACCOUNT_COLUMNS = (
     "a.id, a.api_key_id, a.name, a.connector, a.created_at, "
     "(SELECT count(*) FROM webhooks w WHERE w.account_id = a.id AND w.is_active)"
@@ -336,8 +333,8 @@ class PostgresStorage(Backend):
                 await self._listen_until_lost()
                 logger.warning("notification connection closed; reconnecting")
                 delay = 0.05
-            except _TRANSIENT as exc:
-                logger.warning("notification connection failed (%s); reconnecting in %.2fs", exc, delay)
+            except Exception as exc:  # this loop must outlive anything the database does to it
+                logger.warning("notification connection failed (%r); reconnecting in %.2fs", exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
@@ -370,8 +367,8 @@ class PostgresStorage(Backend):
                 while await self._catch_up() == _CATCH_UP_PAGE:
                     pass
                 delay = 0.05
-            except _TRANSIENT as exc:
-                logger.warning("catching up on the log failed (%s); retrying in %.2fs", exc, delay)
+            except Exception as exc:  # a dead catch-up task would leave every stream here silent for good
+                logger.warning("catching up on the log failed (%r); retrying in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 self._behind.set()

@@ -244,6 +244,7 @@ class Workload:
                         "GET", f"{url}/v2/webhooks/{reader.webhook_id}/stream", headers=headers
                     ) as response:
                         if response.status_code != 200:
+                            self._unexpected(response.status_code, "stream")
                             time.sleep(0.1)
                             continue
                         reader.served()
@@ -279,11 +280,18 @@ class Workload:
                     time.sleep(0.05)
                     continue
                 if response.status_code != 200:
+                    self._unexpected(response.status_code, "poll")
                     reader.lost()
                     time.sleep(0.1)
                     continue
                 reader.served()
                 reader.seqs.extend(event["seq"] for event in response.json()["events"])
+
+    def _unexpected(self, status: int, what: str) -> None:
+        # A reader may be told 503 while the database is away; anything else is a finding.
+        if status != 503:
+            with self._lock:
+                self.other_errors.append(f"{what} {status}")
 
     # The verifier
 

@@ -96,6 +96,7 @@ def servers() -> Iterator[list[Server]]:
 
 
 def serve(servers: list[Server], directory: Path, url: str, env: dict[str, str] | None = None) -> Server:
+    directory.mkdir(parents=True, exist_ok=True)
     server = Server(directory, {**SERVER_ENV, **(env or {})}, database_url=url).start()
     servers.append(server)
     return server
