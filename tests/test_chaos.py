@@ -75,6 +75,25 @@ def private_cluster(tmp_path: Path) -> Iterator[PrivateCluster]:
     cluster.destroy()
 
 
+def assert_writes_refused_with_503(url: str, key: str, account: str, *, some_fit: bool = False) -> None:
+    """Every kind of write is answered 503 storage_unavailable with Retry-After, not only ingest.
+
+    On a full disk a small write may still fit (SQLite reuses the pages of a checkpointed WAL):
+    with `some_fit`, a 201 is an answer too, but never any other error.
+    """
+    with httpx.Client(base_url=url, timeout=20, headers={"x-api-key": key}) as http:
+        for response in (
+            http.post("/v2/accounts", json={"account_id": f"acc_{uuid.uuid4().hex[:8]}"}),
+            http.post("/v2/webhooks", json={"account_id": account}),
+            http.post("/v2/admin/api-keys", json={"name": "x"}, headers=ADMIN),
+        ):
+            if some_fit and response.status_code == 201:
+                continue
+            assert response.status_code == 503, response.text
+            assert response.json()["error"]["code"] == "storage_unavailable", response.text
+            assert int(response.headers["retry-after"]) >= 1
+
+
 def schema_url(url: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}schema=chaos_{uuid.uuid4().hex[:10]}"
 
@@ -222,6 +241,7 @@ def test_postgres_stopped_and_started_answers_503_meanwhile_and_recovers_by_itse
         time.sleep(outage)
         ready = httpx.get(f"{writer.url}/readyz", timeout=15)
         assert ready.status_code == 503, ready.text
+        assert_writes_refused_with_503(writer.url, key, account)
         # While it is down, ingest is answered 503 storage_unavailable with Retry-After (the producers check both).
         assert load.refused_503 > refused
         private_cluster.start()
@@ -281,6 +301,7 @@ def test_a_full_disk_refuses_ingest_with_503_keeps_reads_working_and_recovers_wh
             )
             assert poll.status_code == 200, poll.text
             assert httpx.get(f"{server.url}/healthz").status_code == 200
+            assert_writes_refused_with_503(server.url, key, account, some_fit=True)
             time.sleep(0.5)
             filler.unlink()
             freed = time.monotonic()
