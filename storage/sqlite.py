@@ -791,7 +791,9 @@ def _run_transaction(conn: sqlite3.Connection, batch: list[Pending[Job[Any]]]) -
             try:
                 result = pending.job(txn)
             except Exception as exc:
-                if not savepoints:
+                if not savepoints or not conn.in_transaction:
+                    # Past the savepoint too: SQLite rolled the whole transaction back itself (SQLITE_FULL,
+                    # an I/O error), so every job of this batch failed with it.
                     raise
                 conn.execute("ROLLBACK TO job")
                 conn.execute("RELEASE job")
