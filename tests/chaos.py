@@ -31,6 +31,7 @@ from tests.server import ADMIN_TOKEN
 LONG = os.environ.get("HOOKSTREAM_CHAOS", "") == "long"
 ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 # Fast heartbeats and checkpoints, so a silent stream and the credit bound show within a short run.
+CHECKPOINT_SECONDS = 1.0
 SERVER_ENV = {"HOOKSTREAM_HEARTBEAT_SECONDS": "1", "HOOKSTREAM_CHECKPOINT_INTERVAL": "1s"}
 CREDITS_PER_DAY = 86400.0  # one credit a second: the bound reads in seconds
 SERVER_ENV["HOOKSTREAM_CREDITS_PER_DAY"] = str(int(CREDITS_PER_DAY))
@@ -376,18 +377,20 @@ class Workload:
 
 
 def check_credits(
-    url: str, api_key: str, account_id: str, elapsed: float, down: float, kills: int
+    url: str, api_key: str, account_id: str, elapsed: float, uptime: float, kills: int
 ) -> tuple[float, float, float]:
-    """The account's metered credits and the bound they must sit in: never more than the time
-    monitored, never less than it minus what each crash may lose (one checkpoint) and the time no
-    server was up."""
+    """The account's metered credits and the bound they must sit in (SPEC §7).
+
+    Never more than the wall-clock time since monitoring began (nothing double-counted); never
+    less than the time a server was up, less one checkpoint interval per crash (what a crash may
+    lose) and a little for the monitor to resume at start.
+    """
     response = httpx.get(f"{url}/v2/accounts/{account_id}/usage", headers={"x-api-key": api_key}, timeout=10)
     assert response.status_code == 200, response.text
     credits = float(response.json()["data"]["credits_consumed"])
     per_second = CREDITS_PER_DAY / 86400
-    checkpoint = 1.0
-    high = elapsed * per_second + 0.5
-    low = max(0.0, (elapsed - down - kills * (checkpoint + 1.0)) * per_second - 1.0)
+    high = (elapsed + 0.5) * per_second
+    low = max(0.0, (uptime - kills * (CHECKPOINT_SECONDS + 0.5) - 1.0) * per_second)
     return credits, low, high
 
 
