@@ -13,6 +13,8 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.routing import Match, Route
+from starlette.types import ASGIApp
 
 from app import openapi
 from app.catalog import EventCatalog, filter_matches
@@ -20,6 +22,7 @@ from app.context import Context
 from app.delivery import DeliveryEngine
 from app.errors import HookstreamError, HttpError, MethodNotAllowed, RouteNotFound, StorageUnavailable
 from app.hub import Hub
+from app.logs import RequestIds
 from app.monitors import Monitors
 from app.responses import error_response
 from app.routes import accounts, admin, attempts, console, event_types, events, health, stream, usage, webhooks
@@ -42,6 +45,15 @@ async def _hookstream_error(request: Request, exc: Exception) -> Response:
     return error_response(exc, _action(request))
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method a route has for this path; Starlette's own `Allow` names only the first matching route's."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     error: HookstreamError
@@ -54,6 +66,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     response = error_response(error, _action(request))
     # Keep Starlette's headers, such as the `Allow` list a 405 must carry.
     response.headers.update(exc.headers or {})
+    if exc.status_code == 405:
+        response.headers["allow"] = _allowed_methods(request)
     return response
 
 
@@ -86,6 +100,13 @@ async def prune_forever(ctx: Context) -> None:
         except Exception:
             logger.exception("retention pass failed; retrying in %ss", settings.retention_interval)
         await asyncio.sleep(settings.retention_interval)
+
+
+class _Hookstream(Starlette):
+    """Starlette with request ids outermost, so even a 500 from its error middleware carries one."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return RequestIds(super().build_middleware_stack())
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -137,10 +158,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 allow_origins=list(settings.cors_origins),
                 allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
                 allow_headers=["x-api-key", "content-type", "last-event-id", "authorization"],
-                expose_headers=["Hookstream-Epoch"],
+                expose_headers=["Hookstream-Epoch", "X-Request-Id"],
             )
         )
-    return Starlette(
+    return _Hookstream(
         # The router tries routes in order: the per-request hot paths (polling, ingest, streams) go first.
         routes=[
             *events.routes,
