@@ -93,10 +93,9 @@ class GroupCommit(Generic[J]):
                 outcomes, committed = await self._run_batch(live)
             except Exception as exc:  # the loop must outlive a failed batch (a lost connection, a full disk)
                 # Nothing of this batch committed: every job in it fails, and the next batch tries again.
+                # (A lone job's own error, such as an id already taken, comes this way too: its caller handles it.)
                 error = translated(exc, self._unavailable)
-                if error is exc:
-                    logger.exception("%s: a write batch failed", self._name)
-                else:
+                if error is not exc:
                     logger.warning("%s: %d writes refused, %s", self._name, len(live), error)
                 for pending in live:
                     if not pending.future.done():
