@@ -3,8 +3,9 @@
 Each backend knows which of its driver's errors mean the database is out of reach or
 out of room (a full disk, a lost connection, a server restarting) rather than a bug or
 a refused row; this module turns those into `StorageUnavailable`, which the app answers
-with 503 and `Retry-After`. Nothing that raised it was committed, so a retry is safe,
-and the backend keeps no broken state behind it: the next write tries the database again.
+with 503 and `Retry-After`. Nothing that raised it is acknowledged (a connection cut during
+COMMIT may still have committed: producer-given event ids make the retry return the same seqs),
+and the backend keeps no broken state behind it: the next call tries the database again.
 """
 
 from __future__ import annotations
