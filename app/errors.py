@@ -31,7 +31,8 @@
     │   └── RateLimited                   rate_limited
     └── ServiceUnavailable           503  not_ready
         ├── ShuttingDown                  shutting_down
-        └── TooManyConnections            too_many_connections
+        ├── TooManyConnections            too_many_connections
+        └── StorageUnavailable            storage_unavailable
 
 `app.responses.error_response` is the one place that turns them into JSON, with a `Retry-After`
 header when the error carries `retry_after` (every 429 and 503 does). The "not found"
@@ -270,3 +271,13 @@ class TooManyConnections(ServiceUnavailable):
     """The server holds as many connections as it may; only /healthz is answered past that."""
 
     code = "too_many_connections"
+
+
+class StorageUnavailable(ServiceUnavailable):
+    """The database cannot take this now (a full disk, PostgreSQL gone); nothing was stored, try again."""
+
+    code = "storage_unavailable"
+    retry_after = 2
+
+    def __init__(self) -> None:
+        super().__init__("The database cannot take this request now; nothing was stored. Retry after a moment.")

@@ -20,7 +20,7 @@ from app import openapi
 from app.catalog import EventCatalog, filter_matches
 from app.context import Context
 from app.delivery import DeliveryEngine
-from app.errors import HookstreamError, HttpError, MethodNotAllowed, RouteNotFound
+from app.errors import HookstreamError, HttpError, MethodNotAllowed, RouteNotFound, StorageUnavailable
 from app.hub import Hub
 from app.logs import RequestIds
 from app.monitors import Monitors
@@ -30,6 +30,7 @@ from app.settings import Settings
 from app.streaming import Streams
 from app.times import clock_from, micros_ago
 from storage import create_storage
+from storage.base import StorageUnavailable as StorageDown
 
 logger = logging.getLogger("hookstream")
 
@@ -75,6 +76,12 @@ async def _client_gone(request: Request, exc: Exception) -> Response:
     # answer, since there is no one to send it to.
     logger.info("client went away during %s %s", request.method, request.url.path)
     return Response(status_code=400)
+
+
+async def _storage_down(request: Request, exc: Exception) -> Response:
+    # Every route's storage call may meet it, so it is answered here once: 503, nothing stored.
+    logger.warning("%s %s: %s", request.method, request.url.path, exc)
+    return error_response(StorageUnavailable(), _action(request))
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
@@ -174,6 +181,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             HookstreamError: _hookstream_error,
             HTTPException: _http_error,
             ClientDisconnect: _client_gone,
+            StorageDown: _storage_down,
             Exception: _unexpected_error,
         },
         lifespan=lifespan,

@@ -384,6 +384,10 @@ def _operation(
     errors[431] = ("headers_too_large",)
     if operation_id != "healthz":
         errors[503] = (*errors.get(503, ()), "too_many_connections")
+    if security:
+        # Every credentialed operation reads or writes the database (a customer's key is looked up in it):
+        # while the database cannot take the call, it answers 503 storage_unavailable (SPEC §11).
+        errors[503] = tuple(dict.fromkeys(("storage_unavailable", *errors[503])))
     operation: dict[str, Any] = {"operationId": operation_id, "summary": summary, "security": security}
     if parameters:
         operation["parameters"] = parameters

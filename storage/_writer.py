@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from storage._bodies import RecentBodies
+from storage._unavailable import Classifier, logger, translated
 from storage.base import Committed, LogNotifier
 
 J = TypeVar("J")
@@ -41,8 +42,10 @@ class GroupCommit(Generic[J]):
         *,
         max_batch: int,
         name: str,
+        unavailable: Classifier,
     ) -> None:
         self._run_batch = run_batch
+        self._unavailable = unavailable
         self._publish = publish
         self._max_batch = max_batch
         self._name = name
@@ -89,9 +92,14 @@ class GroupCommit(Generic[J]):
             try:
                 outcomes, committed = await self._run_batch(live)
             except Exception as exc:  # the loop must outlive a failed batch (a lost connection, a full disk)
+                # Nothing of this batch committed: every job in it fails, and the next batch tries again.
+                # (A lone job's own error, such as an id already taken, comes this way too: its caller handles it.)
+                error = translated(exc, self._unavailable)
+                if error is not exc:
+                    logger.warning("%s: %d writes refused, %s", self._name, len(live), error)
                 for pending in live:
                     if not pending.future.done():
-                        pending.future.set_exception(exc)
+                        pending.future.set_exception(error)
                 continue
             if committed:
                 self._publish(committed)
@@ -101,7 +109,7 @@ class GroupCommit(Generic[J]):
                 if ok:
                     pending.future.set_result(value)
                 else:
-                    pending.future.set_exception(value)
+                    pending.future.set_exception(translated(value, self._unavailable))
 
 
 def announce(committed: list[Committed], bodies: RecentBodies, notifiers: Sequence[LogNotifier]) -> None:

@@ -262,6 +262,10 @@ class EventIdConflict(StorageError):
         self.event_id = event_id
 
 
+class StorageUnavailable(StorageError):
+    """The database cannot take this now (a full disk, a lost connection); nothing was written, try again."""
+
+
 class UnstorableText(StorageError, ValueError):
     """A write carried text no backend can store (a NUL or a lone surrogate); nothing was written."""
 

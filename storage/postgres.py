@@ -37,6 +37,7 @@ import asyncpg
 from storage._backend import AppendPlan, Backend
 from storage._bodies import RecentBodies, gapless_seqs
 from storage._clock import now_micros
+from storage._postgres_pool import GuardedPool, unavailable
 from storage._rows import (
     API_KEY_COLUMNS,
     ATTEMPT_COLUMNS,
@@ -89,6 +90,9 @@ Job = Callable[["_Batch"], Awaitable[T]]
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _CHANNEL = "hookstream_log"
 _CATCH_UP_PAGE = 1000
+# Seconds to open a connection, and to wait for one from the pool, before a call is answered 503.
+_CONNECT_TIMEOUT = 5.0
+_ACQUIRE_TIMEOUT = 10.0
 _ACCOUNT_COLUMNS = (
     "a.id, a.api_key_id, a.name, a.connector, a.created_at, "
     "(SELECT count(*) FROM webhooks w WHERE w.account_id = a.id AND w.is_active)"
@@ -174,7 +178,11 @@ class PostgresStorage(Backend):
         self.channel = _CHANNEL if self.schema is None else f"{_CHANNEL}.{self.schema}"[:63]
         self._pool: asyncpg.Pool | None = None
         self._queue: GroupCommit[Job[Any]] = GroupCommit(
-            self._run_batch, self._committed_here, max_batch=max_batch, name="hookstream-postgres-writer"
+            self._run_batch,
+            self._committed_here,
+            max_batch=max_batch,
+            name="hookstream-postgres-writer",
+            unavailable=unavailable,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._epoch = ""
@@ -203,8 +211,13 @@ class PostgresStorage(Backend):
 
     async def open(self) -> None:
         self._pool = await asyncpg.create_pool(
-            self.url, min_size=1, max_size=self._pool_size, server_settings=self._server_settings("pool")
+            self.url,
+            min_size=1,
+            max_size=self._pool_size,
+            server_settings=self._server_settings("pool"),
+            timeout=_CONNECT_TIMEOUT,
         )
+        self._guarded = GuardedPool(self._pool, _ACQUIRE_TIMEOUT)
         try:
             async with self._pool.acquire() as conn:
                 await self._migrate(conn)
@@ -255,10 +268,10 @@ class PostgresStorage(Backend):
             await conn.execute("INSERT INTO log_head (id, seq) VALUES (true, 0) ON CONFLICT DO NOTHING")
 
     @property
-    def pool(self) -> asyncpg.Pool:
+    def pool(self) -> GuardedPool:
         if self._pool is None:
             raise RuntimeError("storage is not open")
-        return self._pool
+        return self._guarded
 
     # Writes
 
@@ -267,13 +280,6 @@ class PostgresStorage(Backend):
         return result
 
     async def _run_batch(self, live: list[Pending[Job[Any]]]) -> tuple[list[Outcome], list[Committed]]:
-        try:
-            return await self._run_transaction(live)
-        except Exception:
-            logger.exception("append batch failed")
-            raise
-
-    async def _run_transaction(self, live: list[Pending[Job[Any]]]) -> tuple[list[Outcome], list[Committed]]:
         outcomes: list[Outcome] = []
         async with self.pool.acquire() as conn:
             transaction = conn.transaction()
@@ -349,13 +355,15 @@ class PostgresStorage(Backend):
                 await self._listen_until_lost()
                 logger.warning("notification connection closed; reconnecting")
                 delay = 0.05
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                logger.warning("notification connection failed (%s); reconnecting in %.2fs", exc, delay)
+            except Exception as exc:  # this loop must outlive anything the database does to it
+                logger.warning("notification connection failed (%r); reconnecting in %.2fs", exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
     async def _listen_until_lost(self) -> None:
-        conn = await asyncpg.connect(self.url, server_settings=self._server_settings("listen"))
+        conn = await asyncpg.connect(
+            self.url, server_settings=self._server_settings("listen"), timeout=_CONNECT_TIMEOUT
+        )
         try:
             lost = asyncio.Event()
             conn.add_termination_listener(lambda _conn: lost.set())
@@ -381,8 +389,8 @@ class PostgresStorage(Backend):
                 while await self._catch_up() == _CATCH_UP_PAGE:
                     pass
                 delay = 0.05
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                logger.warning("catching up on the log failed (%s); retrying in %.2fs", exc, delay)
+            except Exception as exc:  # a dead catch-up task would leave every stream here silent for good
+                logger.warning("catching up on the log failed (%r); retrying in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 self._behind.set()

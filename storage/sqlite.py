@@ -20,6 +20,7 @@ such as aiosqlite would (which measured at over half of a poll's time).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import secrets
@@ -51,6 +52,7 @@ from storage._rows import (
     webhook_values,
 )
 from storage._text import unstorable
+from storage._unavailable import guarded
 from storage._writer import GroupCommit, Outcome, Pending, announce
 from storage.base import (
     Account,
@@ -116,6 +118,29 @@ _FEED_BODIES = (
 )
 
 
+# Result codes that mean the file cannot take a write now (a full disk, an I/O error, a lock held
+# past busy_timeout), not a bug or a refused row: the write is answered 503 and may be retried.
+_UNAVAILABLE_CODES = frozenset(
+    {
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_PROTOCOL,
+        sqlite3.SQLITE_READONLY,
+    }
+)
+
+
+def _unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database file cannot take the call now."""
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        return code is not None and code & 0xFF in _UNAVAILABLE_CODES
+    return isinstance(exc, OSError)
+
+
 @functools.lru_cache(maxsize=4096)
 def _filters(text: str) -> tuple[str, ...]:
     return tuple(orjson.loads(text))
@@ -177,7 +202,11 @@ class SQLiteStorage(Backend):
         self._writer_thread: ThreadPoolExecutor | None = None
         self._readers = _ReadPool(path, readers, self._pragmas())
         self._queue: GroupCommit[Job[Any]] = GroupCommit(
-            self._run_batch, self._publish, max_batch=max_batch, name="hookstream-sqlite-writer"
+            self._run_batch,
+            self._publish,
+            max_batch=max_batch,
+            name="hookstream-sqlite-writer",
+            unavailable=_unavailable,
         )
         self._epoch = ""
         self._bodies = RecentBodies(event_cache_bytes)
@@ -801,6 +830,10 @@ def _run_transaction(conn: sqlite3.Connection, batch: list[Pending[Job[Any]]]) -
     txn = _Transaction(conn)
     outcomes: list[Outcome] = []
     savepoints = len(batch) > 1
+    if conn.in_transaction:
+        # A batch that failed on a full disk may leave its transaction open when even ROLLBACK
+        # could not write; end it now, or no later batch could begin.
+        conn.execute("ROLLBACK")
     try:
         conn.execute("BEGIN IMMEDIATE")
         for pending in batch:
@@ -810,7 +843,9 @@ def _run_transaction(conn: sqlite3.Connection, batch: list[Pending[Job[Any]]]) -
             try:
                 result = pending.job(txn)
             except Exception as exc:
-                if not savepoints:
+                if not savepoints or not conn.in_transaction:
+                    # Past the savepoint too: SQLite rolled the whole transaction back itself (SQLITE_FULL,
+                    # an I/O error), so every job of this batch failed with it.
                     raise
                 conn.execute("ROLLBACK TO job")
                 conn.execute("RELEASE job")
@@ -824,7 +859,9 @@ def _run_transaction(conn: sqlite3.Connection, batch: list[Pending[Job[Any]]]) -
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
-            conn.execute("ROLLBACK")
+            # The batch's own error is the one to report; a failed ROLLBACK is retried before the next batch.
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
         raise
     return outcomes, txn.committed
 
@@ -926,12 +963,13 @@ class _ReadPool:
         """Run `read` with a read connection: on the loop, or on a thread when SQLite is busy."""
         if self._executor is None or self._inline is None:
             raise RuntimeError("storage is not open")
-        try:
-            return read(self._inline)
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-                raise
-        return await asyncio.get_running_loop().run_in_executor(self._executor, lambda: read(self._connection()))
+        with guarded(_unavailable):
+            try:
+                return read(self._inline)
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    raise
+            return await asyncio.get_running_loop().run_in_executor(self._executor, lambda: read(self._connection()))
 
     async def query(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         """The rows of one SELECT."""
