@@ -13,6 +13,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.types import ASGIApp
 
 from app import openapi
 from app.catalog import EventCatalog, filter_matches
@@ -20,6 +21,7 @@ from app.context import Context
 from app.delivery import DeliveryEngine
 from app.errors import HookstreamError, HttpError, MethodNotAllowed, RouteNotFound
 from app.hub import Hub
+from app.logs import RequestIds
 from app.monitors import Monitors
 from app.responses import error_response
 from app.routes import accounts, admin, attempts, console, event_types, events, health, stream, usage, webhooks
@@ -81,6 +83,13 @@ async def prune_forever(ctx: Context) -> None:
         await asyncio.sleep(settings.retention_interval)
 
 
+class _Hookstream(Starlette):
+    """Starlette with request ids outermost, so even a 500 from its error middleware carries one."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return RequestIds(super().build_middleware_stack())
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     """A hookstream ASGI app; settings default to the environment."""
     settings = settings or Settings.from_env()
@@ -130,10 +139,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 allow_origins=list(settings.cors_origins),
                 allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
                 allow_headers=["x-api-key", "content-type", "last-event-id", "authorization"],
-                expose_headers=["Hookstream-Epoch"],
+                expose_headers=["Hookstream-Epoch", "X-Request-Id"],
             )
         )
-    return Starlette(
+    return _Hookstream(
         # The router tries routes in order: the per-request hot paths (polling, ingest, streams) go first.
         routes=[
             *events.routes,

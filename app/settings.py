@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from app.catalog import EventCatalog
 from app.limits import RateLimit, parse_rate
+from app.logs import LOG_FORMATS
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -94,6 +95,13 @@ def _ratio(text: str) -> float:
     return value
 
 
+def _log_format(text: str) -> str:
+    value = text.strip().lower()
+    if value not in LOG_FORMATS:
+        raise ValueError(f"{text.strip()!r} is not a log format; use text or json")
+    return value
+
+
 def _schedule(text: str) -> tuple[float, ...]:
     return tuple(parse_duration(part) for part in text.split(",") if part.strip())
 
@@ -143,6 +151,8 @@ class Settings:
     sqlite_synchronous: str = "FULL"
     event_cache_bytes: int = 64 * 1024 * 1024
     access_log: bool = False
+    log_format: str = "text"
+    web_concurrency: int = 1
     header_timeout: float = 10.0
     max_header_bytes: int = 64 * 1024
     # None: from the process's file-descriptor limit (app/_http.py).
@@ -215,6 +225,9 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "HOOKSTREAM_SQLITE_SYNCHRONOUS": ("sqlite_synchronous", str.strip),
     "HOOKSTREAM_EVENT_CACHE": ("event_cache_bytes", parse_size),
     "HOOKSTREAM_ACCESS_LOG": ("access_log", _flag),
+    "HOOKSTREAM_LOG_FORMAT": ("log_format", _log_format),
+    # The PaaS convention for how many server processes to run on one machine (Heroku sets it by itself).
+    "WEB_CONCURRENCY": ("web_concurrency", _positive_int),
     "HOOKSTREAM_HEADER_TIMEOUT": ("header_timeout", _positive_duration),
     "HOOKSTREAM_MAX_HEADER_BYTES": ("max_header_bytes", _positive_size),
     "HOOKSTREAM_MAX_CONNECTIONS": ("max_connections", _positive_int),
