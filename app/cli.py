@@ -15,6 +15,7 @@ from app.catalog import filter_matches
 from app.hosting import ephemeral_disk
 from app.logs import log_config
 from app.settings import Settings, SettingsError
+from hookstream_client.cli import add_commands as add_client_commands
 from storage import create_storage
 
 if TYPE_CHECKING:
@@ -229,6 +230,7 @@ def main(argv: list[str] | None = None) -> None:
     key_parser = admin_commands.add_parser("create-key", help="create an API key and print it (shown once)")
     key_parser.add_argument("name", help="a label for whom the key is for")
     key_parser.set_defaults(handler=create_key)
+    add_client_commands(commands)
     args = parser.parse_args(argv)
     args.handler(args)
 

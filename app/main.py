@@ -13,6 +13,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp
 
 from app import openapi
@@ -43,6 +44,15 @@ async def _hookstream_error(request: Request, exc: Exception) -> Response:
     return error_response(exc, _action(request))
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method a route has for this path; Starlette's own `Allow` names only the first matching route's."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     error: HookstreamError
@@ -55,6 +65,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     response = error_response(error, _action(request))
     # Keep Starlette's headers, such as the `Allow` list a 405 must carry.
     response.headers.update(exc.headers or {})
+    if exc.status_code == 405:
+        response.headers["allow"] = _allowed_methods(request)
     return response
 
 

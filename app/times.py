@@ -11,7 +11,7 @@ time it asks for the time.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -26,12 +26,16 @@ def micros_ago(seconds: float) -> int:
     return wall_micros() - int(seconds * 1_000_000)
 
 
+_EPOCH = datetime(1970, 1, 1)
+
+
 def iso_micros(micros: int | None = None) -> str:
     """ISO 8601 UTC with microseconds and `Z`; now when no time is given."""
     if micros is None:
         micros = wall_micros()
-    moment = datetime.fromtimestamp(micros / 1_000_000, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
+    # Integer arithmetic, not a float of seconds, so far-off times keep their microseconds; and
+    # isoformat, not strftime's %Y, which writes the year 861 as `861` and shifts every field after it.
+    return (_EPOCH + timedelta(microseconds=micros)).isoformat(timespec="microseconds") + "Z"
 
 
 def iso_millis(micros: int | None = None) -> str:

@@ -41,6 +41,23 @@ def test_a_single_event_is_appended_and_answered_with_its_id_and_seq(api: Api) -
     }
 
 
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("0861-08-30T20:59:50.123Z", "0861-08-30T20:59:50.123Z"),
+        ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000Z"),
+        ("1969-12-31T23:59:59.999+00:00", "1969-12-31T23:59:59.999Z"),
+        ("9999-12-31T23:59:59.999Z", "9999-12-31T23:59:59.999Z"),
+    ],
+)
+def test_a_timestamp_of_any_year_is_stored_in_the_envelope_format(api: Api, given: str, stored: str) -> None:
+    account, webhook = monitored(api)
+    response = post_events(api, account, {"type": "message.new", "data": {}, "timestamp": given})
+    assert response.status_code == 201, response.text
+    [event] = api.poll(webhook)["events"]
+    assert event["timestamp"] == stored
+
+
 def test_a_producer_id_makes_ingest_idempotent(api: Api) -> None:
     account, webhook = monitored(api)
     first = api.ingest(account, {"id": "prod-1", "type": "message.new", "data": {}})

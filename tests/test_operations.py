@@ -52,3 +52,13 @@ def test_a_deleted_webhook_and_a_revoked_key_are_refused_at_once_despite_caching
     assert api.http.get("/v2/accounts", headers=api.auth).status_code == 200
     assert api.http.delete(f"/v2/admin/api-keys/{mine['id']}", headers=api.admin).status_code == 200
     assert api.http.get("/v2/accounts", headers=api.auth).status_code == 401
+
+
+def test_a_method_a_path_lacks_is_405_with_every_method_the_path_has_in_allow(api: Api) -> None:
+    response = api.http.request("OPTIONS", "/v2/accounts", headers=api.auth)
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
+    assert response.headers["allow"] == "GET, HEAD, POST"
+    response = api.http.post("/v2/webhooks/0123456789abcdef01234567", headers=api.auth)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "DELETE, GET, HEAD, PATCH, PUT"

@@ -323,6 +323,8 @@ def test_stream_refuses_missing_keys_and_other_keys_webhooks(server: Server, cus
         ({"afterSeq": "ten"}, {}, "afterSeq"),
         ({}, {"Last-Event-ID": "abc"}, "Last-Event-ID"),
         ({}, {"Last-Event-ID": "1.5"}, "Last-Event-ID"),
+        # The header wins over afterSeq, but a malformed afterSeq is still refused, not ignored.
+        ({"afterSeq": "-4.5e-62"}, {"Last-Event-ID": "0"}, "afterSeq"),
     ],
 )
 def test_a_malformed_cursor_is_400_naming_it(

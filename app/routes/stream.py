@@ -47,10 +47,12 @@ def _requested_cursor(request: Request) -> tuple[int | None, str]:
     """Where the client asked to resume: `Last-Event-ID` (browsers' reconnects), else `afterSeq`."""
     # Not stripped: HTTP already trims the spaces around a header value, and str.strip() would also take others.
     raw = header_value(request, b"last-event-id")
+    # Read even when the header wins, so a malformed afterSeq is refused rather than silently ignored.
+    after = query_int(request, "afterSeq", minimum=0)
     if raw:
         what = "The Last-Event-ID header (the seq of the last event received)"
         return parse_seq(raw, what, field="Last-Event-ID"), "Last-Event-ID"
-    return query_int(request, "afterSeq", minimum=0), "afterSeq"
+    return after, "afterSeq"
 
 
 async def stream(request: Request) -> Response:

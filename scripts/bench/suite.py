@@ -28,6 +28,7 @@ sys.path[:0] = [str(HERE), os.environ.get("HOOKSTREAM_BENCH_SOURCE") or str(HERE
 
 import procs  # noqa: E402
 import profiles  # noqa: E402
+from consumers import WORKLOADS_CLIENT  # noqa: E402
 from figures import Row, table  # noqa: E402
 from pg import WORKLOADS_PG  # noqa: E402
 from workloads import WORKLOADS, CheckFailed, Plan  # noqa: E402
@@ -80,18 +81,26 @@ def plan_from(args: argparse.Namespace) -> Plan:
         workdir=Path(args.workdir),
         cache=Path(args.cache),
         postgres=args.postgres or "",
+        listen_events=args.listen_events or (5_000 if quick else 20_000),
+        export_events=args.export_events or (100_000 if quick else 1_000_000),
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="scripts/bench/run", description=__doc__.splitlines()[0])
-    parser.add_argument("workloads", nargs="*", help=f"any of {', '.join([*WORKLOADS, *WORKLOADS_PG])} (default: all)")
+    parser.add_argument(
+        "workloads",
+        nargs="*",
+        help=f"any of {', '.join([*WORKLOADS, *WORKLOADS_CLIENT, *WORKLOADS_PG])} (default: all)",
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes and short runs: a smoke run (< 3 min)")
     parser.add_argument("--runs", type=int, help="repetitions per figure (default 3)")
     parser.add_argument("--seconds", type=float, help="length of each wrk measurement (default 5, quick 2)")
     parser.add_argument("--message-bytes", type=int, default=300, help="event data size (default 300)")
     parser.add_argument("--big-events", type=int, help="events in the big log (default 10M, quick 1M)")
     parser.add_argument("--replay-events", type=int, help="events to replay (default 1M, quick 100k)")
+    parser.add_argument("--listen-events", type=int, help="events hookstream listen forwards (default 20k, quick 5k)")
+    parser.add_argument("--export-events", type=int, help="events hookstream export writes (default 1M, quick 100k)")
     parser.add_argument("--sse-subscribers", help="comma-separated fan-out sizes (default 1000,5000; quick 200)")
     parser.add_argument("--sse-rate", type=float, default=100.0, help="events/s in the fan-out test (default 100)")
     parser.add_argument("--sse-seconds", type=float, help="publishing time per fan-out trial (default 10, quick 3)")
@@ -125,8 +134,8 @@ def main() -> None:
     plan = plan_from(args)
     shutil.rmtree(plan.workdir, ignore_errors=True)
     plan.workdir.mkdir(parents=True)
-    known = {**WORKLOADS, **WORKLOADS_PG}
-    chosen = args.workloads or [*WORKLOADS, *(WORKLOADS_PG if plan.postgres else ())]
+    known = {**WORKLOADS, **WORKLOADS_CLIENT, **WORKLOADS_PG}
+    chosen = args.workloads or [*WORKLOADS, *WORKLOADS_CLIENT, *(WORKLOADS_PG if plan.postgres else ())]
     unknown = [name for name in chosen if name not in known]
     if unknown:
         parser.error(f"unknown workload {unknown[0]!r}; choose from {', '.join(known)}")

@@ -51,6 +51,8 @@ class Plan:
     cache: Path
     # A postgresql:// URL for the PostgreSQL rows; empty leaves them out.
     postgres: str = ""
+    listen_events: int = 20_000
+    export_events: int = 1_000_000
 
 
 class CheckFailed(RuntimeError):

@@ -1,0 +1,304 @@
+"""`Client`: the customer routes of a hookstream server, and feeds followed with their guarantees intact.
+
+`events()` and `stream()` resume from a cursor and keep it exact across reconnects: each yields
+every feed event after the cursor once, in seq order. They reconnect by themselves once they have
+had an answer (a dropped connection, a stream silent for three heartbeats, a 429 or 503); a server
+that cannot be reached at the first request is an error at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from hookstream_client._api import (
+    DEFAULT_HEARTBEAT,
+    DEFAULT_TIMEOUT,
+    Call,
+    account_call,
+    answer,
+    base_url_of,
+    body_of,
+    error_from,
+    headers_for,
+    transport_message,
+)
+from hookstream_client._feed import (
+    Backoff,
+    EpochCallback,
+    PollState,
+    PrunedCallback,
+    StatusCallback,
+    StreamState,
+    Watch,
+    ignore_status,
+    parse_page,
+    retry_after,
+)
+from hookstream_client.cursor import CursorStore
+from hookstream_client.errors import (
+    CursorAhead,
+    EpochChanged,
+    TransportError,
+)
+from hookstream_client.models import Account, Event, Page, StreamToken, Webhook
+
+
+class Client:
+    """A synchronous client for one API key."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url_of(base_url)
+        self._http = httpx.Client(
+            base_url=self.base_url, headers=headers_for(api_key), timeout=timeout, transport=transport
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _send(self, call: Call) -> httpx.Response:
+        try:
+            return self._http.request(call.method, call.path, params=call.params, json=call.body)
+        except httpx.TransportError as exc:
+            raise TransportError(transport_message(exc, self.base_url)) from exc
+
+    def _request(self, call: Call) -> Any:
+        return answer(self._send(call))
+
+    # Accounts (SPEC §5.1)
+
+    def create_account(
+        self, account_id: str | None = None, *, name: str | None = None, connector: str | None = None
+    ) -> Account:
+        return Account.from_json(self._request(account_call(account_id, name, connector)))
+
+    def list_accounts(self) -> list[Account]:
+        return [Account.from_json(a) for a in self._request(Call("GET", "/v2/accounts"))]
+
+    def get_account(self, account_id: str) -> Account:
+        return Account.from_json(self._request(Call("GET", f"/v2/accounts/{account_id}")))
+
+    def delete_account(self, account_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._request(Call("DELETE", f"/v2/accounts/{account_id}"))
+        return result
+
+    def usage(self, account_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._request(Call("GET", f"/v2/accounts/{account_id}/usage"))
+        return result
+
+    # Webhooks (SPEC §5.2, §5.5, §8)
+
+    def create_webhook(
+        self,
+        account_id: str,
+        *,
+        url: str | None = None,
+        events: list[str] | None = None,
+        compressed_delivery: bool | None = None,
+        **fields: Any,
+    ) -> Webhook:
+        body = body_of(account_id=account_id, url=url, events=events, compressed_delivery=compressed_delivery, **fields)
+        return Webhook.from_json(self._request(Call("POST", "/v2/webhooks", body=body)))
+
+    def list_webhooks(self, account_id: str | None = None) -> list[Webhook]:
+        params = body_of(account_id=account_id) or None
+        return [Webhook.from_json(w) for w in self._request(Call("GET", "/v2/webhooks", params=params))]
+
+    def get_webhook(self, webhook_id: str) -> Webhook:
+        return Webhook.from_json(self._request(Call("GET", f"/v2/webhooks/{webhook_id}")))
+
+    def update_webhook(
+        self,
+        webhook_id: str,
+        *,
+        events: list[str] | None = None,
+        url: str | None = None,
+        compressed_delivery: bool | None = None,
+        **fields: Any,
+    ) -> Webhook:
+        body = body_of(events=events, url=url, compressed_delivery=compressed_delivery, **fields)
+        return Webhook.from_json(self._request(Call("PATCH", f"/v2/webhooks/{webhook_id}", body=body)))
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        self._request(Call("DELETE", f"/v2/webhooks/{webhook_id}"))
+
+    def stop_webhook(self, webhook_id: str) -> Webhook:
+        return Webhook.from_json(self._request(Call("POST", f"/v2/webhooks/{webhook_id}/stop")))
+
+    def start_webhook(self, webhook_id: str) -> Webhook:
+        return Webhook.from_json(self._request(Call("POST", f"/v2/webhooks/{webhook_id}/start")))
+
+    def rotate_secret(self, webhook_id: str, **fields: Any) -> Webhook:
+        call = Call("POST", f"/v2/webhooks/{webhook_id}/rotate-secret", body=body_of(**fields) or None)
+        return Webhook.from_json(self._request(call))
+
+    def test_webhook(self, webhook_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._request(Call("POST", f"/v2/webhooks/{webhook_id}/test"))
+        return result
+
+    def mock_payload(self, event_type: str) -> Event:
+        return Event.from_json(self._request(Call("POST", "/v2/webhooks/mock-payload", body={"type": event_type})))
+
+    def stream_token(self, webhook_id: str) -> StreamToken:
+        data = self._request(Call("POST", f"/v2/webhooks/{webhook_id}/stream-token"))
+        return StreamToken(data["token"], data["expires_at"], data["stream_url"])
+
+    def attempts(
+        self, webhook_id: str, *, limit: int | None = None, before: int | None = None, outcome: str | None = None
+    ) -> dict[str, Any]:
+        params = body_of(limit=limit, before=before, outcome=outcome) or None
+        result: dict[str, Any] = self._request(Call("GET", f"/v2/webhooks/{webhook_id}/attempts", params=params))
+        return result
+
+    def undelivered(self, webhook_id: str) -> list[dict[str, Any]]:
+        """The feed events of a custom-mode webhook with no successful delivery, in seq order (SPEC §8.1)."""
+        result: list[dict[str, Any]] = self._request(Call("GET", f"/v2/webhooks/{webhook_id}/undelivered"))
+        return result
+
+    def recover(self, webhook_id: str, *, after_seq: int | None = None, since: str | None = None) -> dict[str, Any]:
+        body = body_of(afterSeq=after_seq, since=since)
+        result: dict[str, Any] = self._request(Call("POST", f"/v2/webhooks/{webhook_id}/recover", body=body))
+        return result
+
+    def event_types(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._request(Call("GET", "/v2/event-types"))
+        return result
+
+    # Reading the feed (SPEC §5.3, §5.4)
+
+    def poll(
+        self, webhook_id: str, *, after: int | None = None, limit: int | None = None, wait: float | None = None
+    ) -> Page:
+        """One polling page of the feed after `after`."""
+        params = body_of(afterSeq=after, limit=limit, wait=wait)
+        return parse_page(answer(self._send(Call("GET", f"/v2/webhooks/{webhook_id}/events", params)), whole=True))
+
+    def events(
+        self,
+        webhook_id: str,
+        *,
+        after: int | None = None,
+        cursor: CursorStore | None = None,
+        follow: bool = False,
+        limit: int = 1000,
+        wait: float = 30.0,
+        epoch: str | None = None,
+        on_pruned: PrunedCallback | None = None,
+        on_epoch_change: EpochCallback | None = None,
+    ) -> Iterator[Event]:
+        """Every feed event after `after` (or the cursor's seq), page by page; long-polls for more when `follow`.
+
+        A pruned gap or a new epoch raises `FeedPruned` / `EpochChanged`, unless a callback is given:
+        then the callback is told and the feed goes on (from seq 0 of the new log, after an epoch change).
+        """
+        state = PollState(
+            Watch(after, cursor, epoch, on_pruned, on_epoch_change), limit=limit, follow=follow, wait=wait
+        )
+        path = f"/v2/webhooks/{webhook_id}/events"
+        backoff = Backoff()
+        answered = False
+        timeout = httpx.Timeout(DEFAULT_TIMEOUT, read=wait + DEFAULT_TIMEOUT)
+        while True:
+            try:
+                response = self._http.get(path, params=state.params(), timeout=timeout)
+            except httpx.TransportError as exc:
+                if not answered:
+                    raise TransportError(transport_message(exc, self.base_url)) from exc
+                time.sleep(backoff.next())
+                continue
+            answered = True
+            if response.status_code in (429, 503):
+                time.sleep(backoff.next(retry_after(response.headers)))
+                continue
+            try:
+                page = parse_page(answer(response, whole=True))
+            except CursorAhead as exc:
+                if state.watch.epoch_changed(EpochChanged(state.watch.epoch, None)):
+                    continue
+                raise exc  # pragma: no cover - epoch_changed raises when it does not go on
+            backoff.reset()
+            events = state.take(page)
+            if events is None:
+                continue
+            for event in events:
+                state.watch.seq = event.seq
+                yield event
+            if state.done:
+                return
+
+    def stream(
+        self,
+        webhook_id: str,
+        *,
+        after: int | None = None,
+        cursor: CursorStore | None = None,
+        heartbeat: float = DEFAULT_HEARTBEAT,
+        epoch: str | None = None,
+        on_pruned: PrunedCallback | None = None,
+        on_epoch_change: EpochCallback | None = None,
+        on_status: StatusCallback | None = None,
+    ) -> Iterator[Event]:
+        """Every feed event after `after` (or the cursor's seq; neither: from now on), over SSE, until the
+        webhook is stopped (204). Reconnects with `Last-Event-ID` on a dropped connection, on silence longer
+        than three `heartbeat`s (the server's HOOKSTREAM_HEARTBEAT_SECONDS), after a 429 or 503."""
+        state = StreamState(Watch(after, cursor, epoch, on_pruned, on_epoch_change))
+        path = f"/v2/webhooks/{webhook_id}/stream"
+        timeout = httpx.Timeout(DEFAULT_TIMEOUT, read=3 * heartbeat)
+        backoff = Backoff(base=state.retry_seconds)
+        answered = False
+        status = on_status or ignore_status
+        while True:
+            try:
+                with self._http.stream("GET", path, headers=state.headers(), timeout=timeout) as response:
+                    answered = True
+                    if response.status_code == 204:
+                        status("stopped", None)
+                        return
+                    if response.status_code in (429, 503):
+                        response.read()
+                        delay = backoff.next(retry_after(response.headers) or state.retry_seconds)
+                        status("waiting", f"{response.status_code}, retrying in {delay:.1f}s")
+                        time.sleep(delay)
+                        continue
+                    if response.status_code != 200:
+                        response.read()
+                        error = error_from(response)
+                        if isinstance(error, CursorAhead):
+                            if state.watch.epoch_changed(EpochChanged(state.watch.epoch, None)):
+                                continue
+                        raise error
+                    if not state.opened(response.headers):
+                        continue
+                    status("connected", None)
+                    backoff.reset()
+                    for chunk in response.iter_bytes():
+                        for event in state.events(chunk):
+                            yield event
+                            state.delivered(event)
+            except httpx.TransportError as exc:
+                if not answered:
+                    raise TransportError(transport_message(exc, self.base_url)) from exc
+                delay = backoff.next(state.retry_seconds if backoff.failures == 0 else None)
+                status("reconnecting", f"{transport_message(exc, self.base_url)} Retrying in {delay:.1f}s")
+                time.sleep(delay)
+                continue
+            # The server ended the stream (a restart, a stop, a slow-reader cut): resume from the cursor.
+            delay = backoff.next(state.retry_seconds)
+            status("reconnecting", f"the server closed the stream; retrying in {delay:.1f}s")
+            time.sleep(delay)
