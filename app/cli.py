@@ -46,12 +46,6 @@ def serve(args: argparse.Namespace) -> None:
 
     settings = _settings()
     workers = args.workers or settings.web_concurrency
-    if workers > 1 and settings.database_url.startswith("sqlite:///"):
-        asked = f"--workers {workers}" if args.workers else f"WEB_CONCURRENCY={workers}"
-        sys.exit(
-            f"hookstream: {asked} asks for {workers} server processes, but a SQLite log is served by one process "
-            "(its single writer is in that process): set WEB_CONCURRENCY=1, or use DATABASE_URL=postgresql://…"
-        )
     logging_config = log_config(settings.log_format)
     logging.config.dictConfig(logging_config)
     reason = ephemeral_disk(settings.database_url, os.environ)
@@ -219,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     serve_parser.add_argument(
         "--workers",
         type=_processes,
-        help="server processes (default $WEB_CONCURRENCY or 1; more than 1 needs PostgreSQL)",
+        help="server processes sharing the port and the log (default $WEB_CONCURRENCY or 1)",
     )
     serve_parser.set_defaults(handler=serve)
     migrate_parser = commands.add_parser("migrate", help="apply schema migrations and exit (the release phase)")

@@ -36,6 +36,7 @@ import asyncpg
 
 from storage._backend import AppendPlan, Backend
 from storage._bodies import RecentBodies, gapless_seqs
+from storage._catchup import CatchUp
 from storage._clock import now_micros
 from storage._postgres_pool import GuardedPool, unavailable
 from storage._rows import (
@@ -89,7 +90,6 @@ Job = Callable[["_Batch"], Awaitable[T]]
 
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _CHANNEL = "hookstream_log"
-_CATCH_UP_PAGE = 1000
 # Seconds to open a connection, and to wait for one from the pool, before a call is answered 503.
 _CONNECT_TIMEOUT = 5.0
 _ACQUIRE_TIMEOUT = 10.0
@@ -177,9 +177,10 @@ class PostgresStorage(Backend):
         # A channel per schema, so logs sharing a database do not wake each other.
         self.channel = _CHANNEL if self.schema is None else f"{_CHANNEL}.{self.schema}"[:63]
         self._pool: asyncpg.Pool | None = None
+        self._catch_up = CatchUp(self._committed_after, self._publish, name="hookstream-postgres-catch-up")
         self._queue: GroupCommit[Job[Any]] = GroupCommit(
             self._run_batch,
-            self._committed_here,
+            self._catch_up.committed_here,
             max_batch=max_batch,
             name="hookstream-postgres-writer",
             unavailable=unavailable,
@@ -188,9 +189,6 @@ class PostgresStorage(Backend):
         self._epoch = ""
         # Every commit this process publishes, its own or read from another's, lands here too.
         self._bodies = RecentBodies(event_cache_bytes)
-        # Every seq up to here has been handed to the notifiers of this process.
-        self._published_seq = 0
-        self._behind = asyncio.Event()
 
     @staticmethod
     def _encode_filters(events: tuple[str, ...]) -> list[str]:
@@ -222,17 +220,14 @@ class PostgresStorage(Backend):
             async with self._pool.acquire() as conn:
                 await self._migrate(conn)
                 self._epoch = await conn.fetchval("SELECT value FROM meta WHERE key = 'epoch'")
-                self._published_seq = await conn.fetchval("SELECT seq FROM log_head")
+                head = await conn.fetchval("SELECT seq FROM log_head")
         except BaseException:
             await self._pool.close()
             self._pool = None
             raise
-        self._behind = asyncio.Event()
+        self._catch_up.start(head)
         self._queue.start()
-        self._tasks = [
-            asyncio.create_task(self._listen_forever(), name="hookstream-postgres-listen"),
-            asyncio.create_task(self._catch_up_forever(), name="hookstream-postgres-catch-up"),
-        ]
+        self._tasks = [asyncio.create_task(self._listen_forever(), name="hookstream-postgres-listen")]
 
     async def close(self) -> None:
         await self._queue.stop()
@@ -244,6 +239,7 @@ class PostgresStorage(Backend):
             except asyncio.CancelledError:
                 pass
         self._tasks = []
+        await self._catch_up.stop()
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -327,15 +323,7 @@ class PostgresStorage(Backend):
         return outcomes, txn.committed
 
     def _publish(self, committed: list[Committed]) -> None:
-        self._published_seq = committed[-1].event.seq
         announce(committed, self._bodies, self._notifiers)
-
-    def _committed_here(self, committed: list[Committed]) -> None:
-        # Publish at once when nothing from other processes is still unread before these seqs.
-        if committed[0].event.seq == self._published_seq + 1:
-            self._publish(committed)
-        else:
-            self._behind.set()
 
     # Cross-process wake-ups
 
@@ -344,8 +332,7 @@ class PostgresStorage(Backend):
             head = int(str(payload))
         except ValueError:
             return
-        if head > self._published_seq:
-            self._behind.set()
+        self._catch_up.heard(head)
 
     async def _listen_forever(self) -> None:
         """Keep one LISTEN connection up, reconnecting with backoff whenever it is lost."""
@@ -369,7 +356,7 @@ class PostgresStorage(Backend):
             conn.add_termination_listener(lambda _conn: lost.set())
             await conn.add_listener(self.channel, self._on_notification)
             # Whatever was committed while nobody listened is read now.
-            self._behind.set()
+            self._catch_up.behind()
             while not lost.is_set():
                 try:
                     await asyncio.wait_for(lost.wait(), self._probe_interval)
@@ -379,39 +366,16 @@ class PostgresStorage(Backend):
         finally:
             conn.terminate()
 
-    async def _catch_up_forever(self) -> None:
-        """Publish, in seq order, the events committed after the newest one this process has published."""
-        delay = 0.05
-        while True:
-            await self._behind.wait()
-            self._behind.clear()
-            try:
-                while await self._catch_up() == _CATCH_UP_PAGE:
-                    pass
-                delay = 0.05
-            except Exception as exc:  # a dead catch-up task would leave every stream here silent for good
-                logger.warning("catching up on the log failed (%r); retrying in %.2fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                self._behind.set()
-
-    async def _catch_up(self) -> int:
+    async def _committed_after(self, seq: int, limit: int) -> list[Committed]:
+        """The events after `seq`, in seq order, with the webhooks whose feeds they joined."""
         rows = await self.pool.fetch(
             "SELECT e.seq, e.id, e.account_id, e.type, e.body,"
             " ARRAY(SELECT f.webhook_id FROM feed f WHERE f.seq = e.seq)"
             " FROM events e WHERE e.seq > $1 ORDER BY e.seq LIMIT $2",
-            self._published_seq,
-            _CATCH_UP_PAGE,
+            seq,
+            limit,
         )
-        # A local commit may have been published while this query ran.
-        fresh = [
-            Committed(StoredEvent(row[0], row[1], row[2], row[3], row[4]), tuple(row[5]))
-            for row in rows
-            if row[0] > self._published_seq
-        ]
-        if fresh:
-            self._publish(fresh)
-        return len(rows)
+        return [Committed(StoredEvent(row[0], row[1], row[2], row[3], row[4]), tuple(row[5])) for row in rows]
 
     # Reads
 
@@ -638,7 +602,7 @@ class PostgresStorage(Backend):
         if unstorable(webhook_id):  # the guard of `Backend`, here to spare polling a coroutine
             return JoinedPage(b"", 0, None, False, (await self.log_state()).pruned_through)
         bodies = self._bodies
-        recent = bodies.holds_recent(after_seq, self._published_seq)
+        recent = bodies.holds_recent(after_seq, self._catch_up.published_seq)
         if recent:
             # Near the head: the page's seqs, has-more and watermark in one round trip, bodies from memory.
             found = await self.pool.fetchrow(_RECENT_PAGE, webhook_id, after_seq, limit)

@@ -10,6 +10,12 @@ caller is answered only after that commit, so a 201 means durable.
 Readers use their own connections; in WAL mode they read the last committed
 snapshot and never wait for the writer.
 
+Several processes may share the file (`WEB_CONCURRENCY`). SQLite's write lock then
+serializes their transactions, and each transaction reads the head seq after taking
+it, so seqs stay one gap-free sequence in commit order. Each process learns of the
+others' commits from a datagram (storage/_wake.py) and reads them from the file
+(storage/_catchup.py), as a PostgreSQL process does on NOTIFY.
+
 Every connection is a plain sqlite3 connection owned by one thread, and work is
 sent to it as a function (datasette's shape): a whole group transaction, or a
 whole read, is one trip to a thread and back. The event loop never blocks on
@@ -35,6 +41,7 @@ import orjson
 
 from storage._backend import AppendPlan, Backend
 from storage._bodies import RecentBodies, gapless_seqs
+from storage._catchup import CatchUp
 from storage._clock import now_micros
 from storage._rows import (
     API_KEY_COLUMNS,
@@ -53,6 +60,7 @@ from storage._rows import (
 )
 from storage._text import unstorable
 from storage._unavailable import guarded
+from storage._wake import WakeChannel
 from storage._writer import GroupCommit, Outcome, Pending, announce
 from storage.base import (
     Account,
@@ -111,6 +119,18 @@ _JOINED_PAGE = (
 _NEXT_SEQS = "FROM (SELECT seq AS s FROM feed WHERE webhook_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3 + 1)"
 _RECENT_PAGE = f"SELECT count(*), min(s), max(s), {_WATERMARK} {_NEXT_SEQS}"
 _SPARSE_PAGE = f"SELECT group_concat(s{_IN_ORDER}), {_WATERMARK} {_NEXT_SEQS}"
+
+# Events after a seq with the feeds they joined, for commits of other processes: a feed row is found
+# through its account's webhooks, by the (webhook_id, seq) key, since no index orders feed by seq.
+_COMMITTED_AFTER = (
+    "SELECT e.seq, e.id, e.account_id, e.type, e.body, (SELECT group_concat(f.webhook_id)"
+    " FROM webhooks w JOIN feed f ON f.webhook_id = w.id AND f.seq = e.seq WHERE w.account_id = e.account_id)"
+    " FROM events e WHERE e.seq > ? ORDER BY e.seq LIMIT ?"
+)
+# How often a process looks for commits it was not woken for: a safety net behind the datagrams,
+# and the only wake-up where they cannot be used.
+_HEAD_CHECK_SECONDS = 1.0
+_HEAD_CHECK_WITHOUT_WAKE_SECONDS = 0.05
 
 _FEED_BODIES = (
     "SELECT f.seq, e.body FROM feed f JOIN events e ON e.seq = f.seq"
@@ -201,17 +221,18 @@ class SQLiteStorage(Backend):
         self._writer: sqlite3.Connection | None = None
         self._writer_thread: ThreadPoolExecutor | None = None
         self._readers = _ReadPool(path, readers, self._pragmas())
+        self._catch_up = CatchUp(self._committed_after, self._publish, name="hookstream-sqlite-catch-up")
+        self._wake = WakeChannel(path)
         self._queue: GroupCommit[Job[Any]] = GroupCommit(
             self._run_batch,
-            self._publish,
+            self._committed_here,
             max_batch=max_batch,
             name="hookstream-sqlite-writer",
             unavailable=_unavailable,
         )
+        self._head_check: asyncio.Task[None] | None = None
         self._epoch = ""
         self._bodies = RecentBodies(event_cache_bytes)
-        # The newest seq this process knows committed: what "near the head" is measured from.
-        self._head_seq = 0
 
     @staticmethod
     def _encode_filters(events: tuple[str, ...]) -> str:
@@ -231,11 +252,21 @@ class SQLiteStorage(Backend):
         self._readers.open()
         rows = await self._readers.query("SELECT value FROM meta WHERE key = 'epoch'")
         self._epoch = rows[0][0]
-        self._head_seq = (await self.log_state()).head_seq
+        self._catch_up.start((await self.log_state()).head_seq)
+        woken = self._wake.open(self._catch_up.heard)
+        interval = _HEAD_CHECK_SECONDS if woken else _HEAD_CHECK_WITHOUT_WAKE_SECONDS
+        self._head_check = asyncio.create_task(self._check_head_forever(interval), name="hookstream-sqlite-head")
         self._queue.start()
 
     async def close(self) -> None:
         await self._queue.stop()
+        if self._head_check is not None:
+            self._head_check.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._head_check
+            self._head_check = None
+        self._wake.close()
+        await self._catch_up.stop()
         self._readers.close()
         if self._writer is not None:
             await self._on_writer(self._writer.close)
@@ -278,9 +309,31 @@ class SQLiteStorage(Backend):
         assert self._writer is not None
         return await self._on_writer(functools.partial(_run_transaction, self._writer, batch))
 
+    def _committed_here(self, committed: list[Committed]) -> None:
+        self._catch_up.committed_here(committed)
+        self._wake.notify(committed[-1].event.seq)
+
     def _publish(self, committed: list[Committed]) -> None:
-        self._head_seq = committed[-1].event.seq
         announce(committed, self._bodies, self._notifiers)
+
+    async def _committed_after(self, seq: int, limit: int) -> list[Committed]:
+        """The events after `seq`, in seq order, with the webhooks whose feeds they joined."""
+
+        def read(conn: sqlite3.Connection) -> list[Committed]:
+            rows = conn.execute(_COMMITTED_AFTER, (seq, limit)).fetchall()
+            return [
+                Committed(
+                    StoredEvent(row[0], row[1], row[2], row[3], row[4]), tuple(row[5].split(",")) if row[5] else ()
+                )
+                for row in rows
+            ]
+
+        return await self._readers.run(read)
+
+    async def _check_head_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self._catch_up.behind()
 
     async def ping(self) -> None:
         await self._readers.query("SELECT 1")
@@ -291,7 +344,6 @@ class SQLiteStorage(Backend):
             " (SELECT value FROM meta WHERE key = 'pruned_through')"
         )
         head, pruned = rows[0]
-        self._head_seq = max(self._head_seq, head or 0)
         return LogState(epoch=self._epoch, head_seq=head or 0, pruned_through=int(pruned))
 
     # API keys
@@ -517,7 +569,7 @@ class SQLiteStorage(Backend):
         if unstorable(webhook_id):  # the guard of `Backend`, here to spare polling a coroutine
             return JoinedPage(b"", 0, None, False, (await self.log_state()).pruned_through)
         bodies = self._bodies
-        if bodies.holds_recent(after_seq, self._head_seq):
+        if bodies.holds_recent(after_seq, self._catch_up.published_seq):
             page, read_rows = await self._readers.run(
                 functools.partial(_recent_page, bodies, webhook_id, after_seq, limit)
             )

@@ -59,6 +59,14 @@ def eventually(check: Callable[[], Any], timeout: float = 20.0, interval: float 
     return value
 
 
+def intervals_never_overlap(intervals: list[dict[str, Any]]) -> bool:
+    """Each interval ends before the next one starts."""
+    for before, after in zip(intervals, intervals[1:], strict=False):
+        if before["stopped_at"] is None or after["started_at"] < before["stopped_at"]:  # type: ignore[operator]
+            return False
+    return True
+
+
 def account(api: Api, account_id: str) -> dict[str, Any]:
     response = api.http.get(f"/v2/accounts/{account_id}", headers=api.auth)
     assert response.status_code == 200, response.text

@@ -12,19 +12,13 @@ import httpx
 from tests.monitoring import (
     account,
     eventually,
+    intervals_never_overlap,
     monitor_env,
     open_intervals,
     usage,
     webhook_call,
 )
 from tests.server import Api, Server
-
-
-def intervals_never_overlap(intervals: list[dict[str, str | None]]) -> bool:
-    for before, after in zip(intervals, intervals[1:], strict=False):
-        if before["stopped_at"] is None or after["started_at"] < before["stopped_at"]:  # type: ignore[operator]
-            return False
-    return True
 
 
 def test_monitor_follows_every_webhook_lifecycle_transition(

@@ -13,7 +13,7 @@ import pytest
 
 from tests.receiver import Receiver, Reply, wait_until
 from tests.server import Api, Server, postgres_test_url
-from tests.test_postgres import POSTGRES_URL, sql
+from tests.test_cluster import POSTGRES_URL, sql
 
 pytestmark = [
     pytest.mark.postgres,

@@ -85,30 +85,17 @@ def test_a_migrate_that_cannot_reach_its_database_says_so_in_one_line() -> None:
     assert "Traceback" not in result.stderr and "secret" not in result.stderr
 
 
-@pytest.mark.parametrize(
-    ("env", "args", "named"),
-    [({"WEB_CONCURRENCY": "2"}, [], "WEB_CONCURRENCY=2"), ({}, ["--workers", "3"], "--workers 3")],
-)
-def test_several_processes_on_sqlite_are_refused_at_start_naming_the_setting(
-    tmp_path: Path, env: dict[str, str], args: list[str], named: str
-) -> None:
-    database = tmp_path / "hookstream.db"
-    result = hookstream("serve", "--port", "0", *args, env={"DATABASE_URL": f"sqlite:///{database}", **env})
-    assert result.returncode != 0
-    assert named in result.stderr and "SQLite" in result.stderr and "postgresql://" in result.stderr
-    assert not database.exists()  # refused before anything touched the log
-
-
 def test_web_concurrency_one_is_a_single_process_on_sqlite(start_server: Callable[..., Server], tmp_path: Path) -> None:
     server = start_server({"WEB_CONCURRENCY": "1"}, database_url=f"sqlite:///{tmp_path / 'hookstream.db'}")
     assert httpx.get(server.url + "/readyz").status_code == 200
     assert len(re.findall(r"Started server process \[(\d+)\]", server.log())) == 1
 
 
-@pytest.mark.parametrize("postgres", [pytest.param(True, marks=needs_postgres)])
-def test_web_concurrency_runs_that_many_processes_sharing_one_log_on_postgresql(postgres: bool, tmp_path: Path) -> None:
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=needs_postgres)])
+def test_web_concurrency_runs_that_many_processes_sharing_one_log(database: str, tmp_path: Path) -> None:
     schema = f"t_{SESSION}_workers_{uuid.uuid4().hex[:6]}"
-    server = Server(tmp_path, {"WEB_CONCURRENCY": "3"}, database_url=postgres_test_url(schema))
+    url = f"sqlite:///{tmp_path / 'hookstream.db'}" if database == "sqlite" else postgres_test_url(schema)
+    server = Server(tmp_path, {"WEB_CONCURRENCY": "3"}, database_url=url)
     try:
         server.start(timeout=40)
         deadline = time.monotonic() + 30
@@ -132,7 +119,8 @@ def test_web_concurrency_runs_that_many_processes_sharing_one_log_on_postgresql(
         assert len(set(re.findall(r"Finished server process \[(\d+)\]", server.log()))) == 3
     finally:
         server.kill()
-        drop_schema(schema)
+        if database == "postgres":
+            drop_schema(schema)
 
 
 @pytest.mark.parametrize(

@@ -216,6 +216,89 @@ def ingest_runs(
     )
 
 
+SINGLE_CONNECTIONS = 64
+
+
+def ingest_single(plan: Plan) -> list[Row]:
+    """One event per POST from 64 connections, against sqlite3 committing each event alone and a bare Starlette app."""
+    metric = f"durable events/s, one event per POST, {SINGLE_CONNECTIONS} connections, synchronous={plan.synchronous}"
+    vs_sqlite = Row("ingest-single", metric, "events/s", "sqlite3, one transaction per event", "≥ 3×", "higher", 3.0)
+    vs_bare = Row("ingest-single", metric, "events/s", "bare Starlette, same POSTs, no storage", "≥ 0.5", "higher", 0.5)
+    directory = plan.workdir / "ingest-single"
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    body_file = directory / "event.json"
+    body_file.write_bytes(orjson.dumps({"type": EVENT_TYPE, "data": payload(0, plan.message_bytes)}))
+    envelopes = [
+        encode(
+            "evt_0", EVENT_TYPE, "acc_bench", "2025-01-15T12:00:00.000Z", orjson.dumps(payload(0, plan.message_bytes))
+        )
+    ]
+    env = {"HOOKSTREAM_SQLITE_SYNCHRONOUS": plan.synchronous}
+    bare = anchor_app(plan.workdir, "ingest-anchor", "anchors.ingest_app", {})
+    with hookstream(plan.workdir, directory / "hookstream.db", env) as server, bare:
+        _, account, _ = create_tenant(server.port)
+        args = [f"/v2/accounts/{account}/events", ADMIN_TOKEN, str(body_file)]
+        for port in (server.port, bare.port):
+            wrk(port, "ingest.lua", args, threads=2, connections=SINGLE_CONNECTIONS, seconds=1)
+        for _ in range(plan.runs):
+            before = _head_seq(directory / "hookstream.db")
+            cpu = server.cpu()
+            result = wrk(
+                server.port, "ingest.lua", args, threads=2, connections=SINGLE_CONNECTIONS, seconds=plan.seconds
+            )
+            server_share = (server.cpu() - cpu) / result["seconds"]
+            grown = _head_seq(directory / "hookstream.db") - before
+            created = int(result["created"])
+            if result["bad"] or grown < created or grown - created > SINGLE_CONNECTIONS:
+                raise CheckFailed(
+                    f"ingest-single: {created} events acknowledged but the log grew by {grown}; "
+                    f"{result['bad']} failed: {result.get('first_error')}"
+                )
+            ours = created / result["seconds"]
+            vs_sqlite.ours.append(ours)
+            vs_bare.ours.append(ours)
+            vs_sqlite.theirs.append(_sqlite_ingest(directory / "anchor.db", envelopes, plan.synchronous, plan.seconds))
+            anchor = wrk(bare.port, "ingest.lua", args, threads=2, connections=SINGLE_CONNECTIONS, seconds=plan.seconds)
+            if anchor["bad"]:
+                raise CheckFailed(f"ingest-single anchor: {anchor['bad']} failed: {anchor.get('first_error')}")
+            vs_bare.theirs.append(anchor["created"] / anchor["seconds"])
+    vs_sqlite.notes.append(
+        _cpu_note("hookstream", result["client_cpu_share"], server_share)
+        + f", p99 {result['p99_us'] / 1000:.1f} ms; log growth checked against the 201s"
+    )
+    vs_sqlite.notes.append("anchor: one connection, WAL, one BEGIN IMMEDIATE … COMMIT per event + its feed row")
+    vs_bare.notes.append(
+        f"anchor: uvicorn + Starlette parsing each body and answering 201, p99 {anchor['p99_us'] / 1000:.1f} ms"
+    )
+    return [vs_sqlite, vs_bare, _ingest_single_workers(plan, directory, body_file, vs_sqlite)]
+
+
+def _ingest_single_workers(plan: Plan, directory: Path, body_file: Path, one: Row) -> Row:
+    """The same POSTs to WEB_CONCURRENCY=2 processes sharing the file, against one process of the same run."""
+    row = Row("ingest-single", one.metric + ", WEB_CONCURRENCY=2", "events/s", "itself, 1 process", "—", "none", 0.0)
+    database = directory / "workers.db"
+    env = {"HOOKSTREAM_SQLITE_SYNCHRONOUS": plan.synchronous, "WEB_CONCURRENCY": "2"}
+    with hookstream(plan.workdir, database, env) as server:
+        _, account, _ = create_tenant(server.port)
+        args = [f"/v2/accounts/{account}/events", ADMIN_TOKEN, str(body_file)]
+        wrk(server.port, "ingest.lua", args, threads=2, connections=SINGLE_CONNECTIONS, seconds=1)
+        for _ in range(plan.runs):
+            before = _head_seq(database)
+            result = wrk(
+                server.port, "ingest.lua", args, threads=2, connections=SINGLE_CONNECTIONS, seconds=plan.seconds
+            )
+            grown = _head_seq(database) - before
+            if result["bad"] or grown < result["created"] or grown - result["created"] > SINGLE_CONNECTIONS:
+                raise CheckFailed(f"ingest-single, 2 processes: {result['created']} acknowledged, log grew by {grown}")
+            row.ours.append(result["created"] / result["seconds"])
+    row.theirs = list(one.ours)
+    row.notes.append(
+        f"2 processes on one file, p99 {result['p99_us'] / 1000:.1f} ms; log growth checked against the 201s"
+    )
+    return row
+
+
 def _head_seq(path: Path) -> int:
     """The newest seq once the server has finished the requests wrk cut off at its deadline."""
     head = _read_head(path)
@@ -781,6 +864,7 @@ def _throughput_trials(plan: Plan, target: Target, subscribers: int, events: int
 WORKLOADS = {
     "polling": polling,
     "ingest": ingest,
+    "ingest-single": ingest_single,
     "log-size": log_size,
     "replay": replay,
     "sse-fanout": sse_fanout,

@@ -1,9 +1,13 @@
-"""Several hookstream processes on one PostgreSQL: one log, gap-free readers, cross-process wake-ups."""
+"""Several hookstream processes on one database: one log, gap-free readers, cross-process wake-ups.
+
+Every test runs on a SQLite file that the processes share and on one PostgreSQL schema.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import statistics
 import threading
 import time
@@ -18,13 +22,14 @@ import httpx
 import orjson
 import pytest
 
+from tests.monitoring import eventually, intervals_never_overlap, monitor_env, open_intervals
 from tests.server import Api, Server, postgres_test_url
 
 POSTGRES_URL = os.environ.get("HOOKSTREAM_TEST_POSTGRES_URL", "")
 
-pytestmark = [
+NEEDS_POSTGRES = [
     pytest.mark.postgres,
-    pytest.mark.skipif(not POSTGRES_URL, reason="set HOOKSTREAM_TEST_POSTGRES_URL=postgresql://… to run them"),
+    pytest.mark.skipif(not POSTGRES_URL, reason="set HOOKSTREAM_TEST_POSTGRES_URL=postgresql://… to run it"),
 ]
 
 
@@ -74,24 +79,27 @@ def client() -> Iterator[Callable[..., Api]]:
         api.close()
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Callable[[int], list[Server]]]:
-    """Start server processes sharing one fresh PostgreSQL schema; all are killed and the schema dropped after."""
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=NEEDS_POSTGRES)])
+def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., list[Server]]]:
+    """Start server processes sharing one fresh database; all are killed (and a PostgreSQL schema dropped) after."""
     schema = f"t_{uuid4().hex[:12]}"
+    url = f"sqlite:///{tmp_path / 'cluster.db'}" if request.param == "sqlite" else postgres_test_url(schema)
     servers: list[Server] = []
 
-    def start(count: int) -> list[Server]:
-        batch = [Server(tmp_path, database_url=postgres_test_url(schema)) for _ in range(count)]
+    def start(count: int, env: dict[str, str] | None = None) -> list[Server]:
+        batch = [Server(tmp_path, env, database_url=url) for _ in range(count)]
         servers.extend(batch)
         # Together, so their migrations of the fresh schema race.
         with ThreadPoolExecutor(count) as pool:
             list(pool.map(lambda server: server.start(timeout=60), batch))
         return batch
 
+    start.database_url = url  # type: ignore[attr-defined]
     yield start
     for server in servers:
         server.kill()
-    sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    if request.param == "postgres":
+        sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def long_poll(api: Api, webhook_id: str, after_seq: int, wait: float = 30) -> Future[tuple[dict[str, Any], float]]:
@@ -114,7 +122,7 @@ def long_poll(api: Api, webhook_id: str, after_seq: int, wait: float = 30) -> Fu
 
 
 def test_three_processes_started_together_share_one_log_and_survive_one_being_killed(
-    cluster: Callable[[int], list[Server]], client: Callable[..., Api]
+    cluster: Callable[..., list[Server]], client: Callable[..., Api]
 ) -> None:
     first, second, third = cluster(3)
     platform = client(first)
@@ -134,7 +142,7 @@ def test_three_processes_started_together_share_one_log_and_survive_one_being_ki
 
 
 def test_an_event_ingested_on_one_process_wakes_a_long_poll_on_another_within_milliseconds(
-    cluster: Callable[[int], list[Server]], client: Callable[..., Api]
+    cluster: Callable[..., list[Server]], client: Callable[..., Api]
 ) -> None:
     ingesting, polling = cluster(2)
     platform = client(ingesting)
@@ -156,8 +164,9 @@ def test_an_event_ingested_on_one_process_wakes_a_long_poll_on_another_within_mi
     assert statistics.median(latencies) < 1.0
 
 
+@pytest.mark.parametrize("cluster", [pytest.param("postgres", marks=NEEDS_POSTGRES)], indirect=True)
 def test_a_lost_notification_connection_is_reopened_and_what_it_missed_still_arrives(
-    cluster: Callable[[int], list[Server]], client: Callable[..., Api]
+    cluster: Callable[..., list[Server]], client: Callable[..., Api]
 ) -> None:
     ingesting, polling = cluster(2)
     platform = client(ingesting)
@@ -200,7 +209,7 @@ def _stream_ids(api: Api, webhook_id: str, count: int, ids: list[str], ready: th
 
 
 def test_readers_on_every_process_see_every_event_once_in_order_while_three_processes_append(
-    cluster: Callable[[int], list[Server]], client: Callable[..., Api]
+    cluster: Callable[..., list[Server]], client: Callable[..., Api]
 ) -> None:
     servers = cluster(3)
     platform = client(servers[0])
@@ -255,3 +264,116 @@ def test_readers_on_every_process_see_every_event_once_in_order_while_three_proc
         for ids, done in streams:
             done.result(timeout=150)
             assert sorted(ids) == every_id and len(set(ids)) == total
+
+
+def lease_owners(database_url: str) -> dict[str, str]:
+    """Which process holds each account's monitor lease, read from the database as an operator would."""
+    query = "SELECT account_id, owner FROM monitor_leases"
+    if database_url.startswith("sqlite:///"):
+        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as conn:
+            return dict(conn.execute(query).fetchall())
+    schema = database_url.rpartition("schema=")[2]
+    return {row[0]: row[1] for row in sql(f'SELECT account_id, owner FROM "{schema}".monitor_leases')}
+
+
+def test_each_account_has_one_monitor_across_processes_and_a_survivor_takes_over_after_a_kill_9(
+    cluster: Callable[..., list[Server]], client: Callable[..., Api], tmp_path: Path
+) -> None:
+    servers = cluster(3, monitor_env(tmp_path))
+    platform = client(servers[0])
+    apis = [client(server, platform.api_key) for server in servers]
+    hooks: dict[str, str] = {}
+    for number in range(6):
+        api = apis[number % 3]
+        account = api.create_account(connector="tests.example_connector:EchoConnector")
+        hooks[account] = api.create_webhook(account)["webhook_id"]
+    for hook in hooks.values():
+        eventually(lambda hook=hook: len(platform.feed(hook)) == 1)
+    time.sleep(1)  # several checkpoints, on every process: none may start a second connector
+    for account, hook in hooks.items():
+        assert len(platform.feed(hook)) == 1
+        assert len(open_intervals(apis[2], account)) == 1
+
+    owners = lease_owners(cluster.database_url)  # type: ignore[attr-defined]
+    assert sorted(owners) == sorted(hooks)
+    victim = next(server for server in servers if f":{server.process.pid}:" in owners[next(iter(hooks))])  # type: ignore[union-attr]
+    taken = [account for account, owner in owners.items() if f":{victim.process.pid}:" in owner]  # type: ignore[union-attr]
+    survivor = apis[(servers.index(victim) + 1) % 3]
+    victim.kill()
+    for account in taken:
+        # Its connector starts again on a surviving process, once, and emits its first event again.
+        eventually(lambda account=account: len(survivor.feed(hooks[account])) == 2, timeout=30)
+        intervals = survivor.http.get(f"/v2/accounts/{account}/usage", headers=survivor.auth).json()["data"][
+            "intervals"
+        ]
+        assert [interval["stopped_at"] is None for interval in intervals] == [False, True]
+        assert intervals_never_overlap(intervals)
+    time.sleep(1)
+    for account, hook in hooks.items():
+        assert len(survivor.feed(hook)) == (2 if account in taken else 1)
+        assert len(open_intervals(survivor, account)) == 1
+
+
+def test_a_kill_9_of_one_process_loses_no_event_that_any_process_acknowledged(
+    cluster: Callable[..., list[Server]], client: Callable[..., Api]
+) -> None:
+    doomed, surviving = cluster(2)
+    platform = client(doomed)
+    account = platform.create_account()
+    hook = platform.create_webhook(account)["webhook_id"]
+    acknowledged: dict[str, int] = {}
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def produce(server: Server, worker: int) -> None:
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            while not stop.is_set():
+                body = {"events": [{"type": "message.new", "data": {"worker": worker, "i": i}} for i in range(3)]}
+                try:
+                    response = http.post(f"/v2/accounts/{account}/events", json=body, headers=platform.admin)
+                except httpx.TransportError:
+                    if server is doomed:
+                        return  # it died under us: this batch was never acknowledged
+                    raise
+                assert response.status_code == 201, response.text
+                with lock:
+                    acknowledged.update((e["id"], e["seq"]) for e in response.json()["data"]["events"])
+
+    with ThreadPoolExecutor(8) as pool:
+        producers = [pool.submit(produce, (doomed, surviving)[worker % 2], worker) for worker in range(8)]
+        wait_for(lambda: len(acknowledged) >= 600, what="acknowledged events")
+        doomed.kill()
+        time.sleep(0.3)  # the survivor goes on appending after its neighbour died
+        stop.set()
+        for producer in producers:
+            producer.result(timeout=30)
+
+    stored = {event["id"]: event["seq"] for event in client(surviving, platform.api_key).feed(hook)}
+    lost = [event_id for event_id, seq in acknowledged.items() if stored.get(event_id) != seq]
+    assert not lost, f"{len(lost)} acknowledged events lost or moved"
+    # One account on a fresh log: whatever was rolled back by the kill took no seq with it.
+    assert sorted(stored.values()) == list(range(1, len(stored) + 1))
+
+
+@pytest.mark.parametrize("cluster", ["sqlite"], indirect=True)
+def test_on_sqlite_a_missed_wake_up_still_arrives_within_the_head_check(
+    cluster: Callable[..., list[Server]], client: Callable[..., Api], tmp_path: Path
+) -> None:
+    ingesting, polling = cluster(2)
+    platform = client(ingesting)
+    account = platform.create_account()
+    hook = platform.create_webhook(account)["webhook_id"]
+    reader = client(polling, platform.api_key)
+    waiting = long_poll(reader, hook, 0)
+    time.sleep(0.3)
+    # Without its marker the polling process is unknown to the others: no datagram will reach it.
+    markers = list((tmp_path / "cluster.db-wake").iterdir())
+    assert len(markers) == 2
+    for marker in markers:
+        if marker.name.startswith(f"{polling.process.pid}-"):  # type: ignore[union-attr]
+            marker.unlink()
+    sent = time.monotonic()
+    appended = platform.ingest(account, {"type": "message_received", "data": {"id": "m1"}})
+    page, received = waiting.result(timeout=30)
+    assert [e["id"] for e in page["events"]] == [appended[0]["id"]]
+    assert received - sent < 3

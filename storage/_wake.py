@@ -1,0 +1,109 @@
+"""Cross-process wake-ups for processes sharing one SQLite file: a datagram to each of them per commit.
+
+SQLite tells no one about a commit. A process that commits sends its new head seq as
+one Unix datagram to every other process that has the same database open; the receiver
+reads it on its event loop (no thread, no timer) and catches up from the database. An
+idle server costs nothing, and a wake-up takes one `sendto` and one loop turn, tens of
+microseconds (docs/benchmarks.md compares it with polling `PRAGMA data_version` and with
+inotify on the -wal file).
+
+Each process binds a socket in Linux's abstract namespace, named after the database's
+path and the process, and leaves a marker file of the same name in a directory beside
+the database, so the others can find it. An abstract socket disappears with its process,
+so a process killed with kill -9 leaves only its marker, which the next sender finds
+refused and removes. Where abstract sockets do not exist (not Linux), `open` returns
+False and the backend's periodic check of the head is the only wake-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import os
+import secrets
+import socket
+import sys
+from collections.abc import Callable
+
+# Gone peers: the marker's process died, or never bound its socket.
+_GONE = (errno.ECONNREFUSED, errno.ENOENT)
+
+
+class WakeChannel:
+    """This process's socket for one database, and the way to every other process's."""
+
+    def __init__(self, database_path: str) -> None:
+        real = os.path.realpath(database_path)
+        self.directory = real + "-wake"
+        self._prefix = "hookstream-" + hashlib.blake2b(real.encode(), digest_size=8).hexdigest() + "-"
+        self._name = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def open(self, on_head: Callable[[int], None]) -> bool:
+        """Start receiving other processes' head seqs; False when this platform cannot."""
+        if not sys.platform.startswith("linux"):
+            return False
+        os.makedirs(self.directory, exist_ok=True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        sock.bind(self._address(self._name))
+        self._sock = sock
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(sock.fileno(), self._receive, on_head)
+        # Written after the bind: a sender that finds the marker finds the socket.
+        with open(os.path.join(self.directory, self._name), "x"):
+            pass
+        return True
+
+    def close(self) -> None:
+        if self._sock is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(self.directory, self._name))
+        if self._loop is not None:
+            self._loop.remove_reader(self._sock.fileno())
+        self._sock.close()
+        self._sock = None
+
+    def notify(self, head_seq: int) -> None:
+        """Tell every other process with this database open that the head is now `head_seq`."""
+        sock = self._sock
+        if sock is None:
+            return
+        message = str(head_seq).encode()
+        for name in self._peer_names():
+            try:
+                sock.sendto(message, self._address(name))
+            except BlockingIOError:
+                pass  # its queue is full of wake-ups it has not read yet: it will catch up anyway
+            except OSError as exc:
+                if exc.errno in _GONE:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(self.directory, name))
+
+    def _peer_names(self) -> list[str]:
+        # Listed at every commit (microseconds for a few names): a directory's mtime is too coarse to cache on.
+        try:
+            return [name for name in os.listdir(self.directory) if name != self._name]
+        except FileNotFoundError:
+            return []
+
+    def _receive(self, on_head: Callable[[int], None]) -> None:
+        assert self._sock is not None
+        newest = 0
+        while True:
+            try:
+                message = self._sock.recv(64)
+            except (BlockingIOError, InterruptedError):
+                break
+            with contextlib.suppress(ValueError):
+                newest = max(newest, int(message))
+        if newest:
+            on_head(newest)
+
+    def _address(self, name: str) -> str:
+        # A leading NUL puts the name in the abstract namespace: no file, no path length limit.
+        return "\0" + self._prefix + name
