@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.backends import backend_name, backend_schema, same_backend, storage_backend  # noqa: F401 - fixtures
+from tests.receiver import Receiver
 from tests.server import TEST_DATABASE, Api, Server, drop_session_schemas
 
 
@@ -66,3 +67,11 @@ def connect() -> Iterator[Callable[..., Api]]:
     yield make
     for client in clients:
         client.close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A local webhook receiver over a real socket; closed after the test."""
+    server = Receiver()
+    yield server
+    server.close()

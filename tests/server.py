@@ -188,3 +188,8 @@ class Api:
                 cursor = page["lastSeq"]
             if not page["hasMore"]:
                 return events
+
+
+def message(n: int) -> dict[str, Any]:
+    """The n-th `message_received` event a test ingests (its message id is m<n>)."""
+    return {"type": "message_received", "data": {"message": {"id": f"m{n}"}}}

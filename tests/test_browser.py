@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.server import Api, Server
+from tests.server import Api, Server, message
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -81,10 +81,6 @@ def other_origin(tmp_path: Path) -> Iterator[str]:
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
     httpd.server_close()
-
-
-def message(n: int) -> dict[str, Any]:
-    return {"type": "message_received", "data": {"message": {"id": f"m{n}"}}}
 
 
 def test_eventsource_on_another_origin_streams_with_a_token_and_resumes_after_a_restart(

@@ -36,13 +36,9 @@ from hookstream_client import (
 )
 from tests.proxy import Proxy
 from tests.receiver import Receiver, wait_until
-from tests.server import ROOT, Api, Server
+from tests.server import ROOT, Api, Server, message
 
 HEARTBEAT = 1.0
-
-
-def message(n: int) -> dict[str, Any]:
-    return {"type": "message_received", "data": {"message": {"id": f"m{n}"}}}
 
 
 @pytest.fixture

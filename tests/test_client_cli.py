@@ -10,22 +10,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from hookstream_client import verify
 from tests.proxy import Proxy
 from tests.receiver import Receiver, wait_until
-from tests.server import ROOT, Api, Server
+from tests.server import ROOT, Api, Server, message
 
 HOOKSTREAM = [sys.executable, "-m", "app.cli"]
-
-
-def message(n: int) -> dict[str, Any]:
-    return {"type": "message_received", "data": {"message": {"id": f"m{n}"}}}
 
 
 def cli_env(url: str, api_key: str) -> dict[str, str]:
@@ -35,13 +28,6 @@ def cli_env(url: str, api_key: str) -> dict[str, str]:
 
 def run_cli(*argv: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*HOOKSTREAM, *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    handler = Receiver()
-    yield handler
-    handler.close()
 
 
 class Listener:

@@ -15,7 +15,7 @@ from standardwebhooks import Webhook as Verifier
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from tests.receiver import Receiver, wait_until
-from tests.server import Api, Server
+from tests.server import Api, Server, message
 
 DELIVERY_ENV = {
     "HOOKSTREAM_ALLOW_HTTP": "1",
@@ -37,17 +37,6 @@ def api(delivery_server: Server) -> Iterator[Api]:
     client = Api(delivery_server)
     yield client
     client.close()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    yield server
-    server.close()
-
-
-def message(n: int) -> dict[str, Any]:
-    return {"type": "message_received", "data": {"message": {"id": f"m{n}"}}}
 
 
 def attempts(api: Api, webhook_id: str, **params: Any) -> dict[str, Any]:

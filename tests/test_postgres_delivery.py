@@ -12,7 +12,7 @@ from uuid import uuid4
 import pytest
 
 from tests.receiver import Receiver, Reply, wait_until
-from tests.server import Api, Server, postgres_test_url
+from tests.server import Api, Server, message, postgres_test_url
 from tests.test_cluster import POSTGRES_URL, sql
 
 pytestmark = [
@@ -41,10 +41,6 @@ def pair(tmp_path: Path) -> Iterator[list[Server]]:
     for server in servers:
         server.kill()
     sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-
-def message(n: int) -> dict[str, Any]:
-    return {"type": "message_received", "data": {"message": {"id": f"m{n}"}}}
 
 
 def delivering_server(servers: list[Server], account: str) -> Server | None:

@@ -19,7 +19,7 @@ from standardwebhooks import Webhook as Verifier
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from tests.receiver import Answer, Received, Receiver, Reply, wait_until
-from tests.server import Api, Server
+from tests.server import Api, Server, message
 
 CONTROL_ENV = {
     "HOOKSTREAM_ALLOW_HTTP": "1",
@@ -42,17 +42,6 @@ def api(control_server: Server) -> Iterator[Api]:
     client = Api(control_server)
     yield client
     client.close()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    yield server
-    server.close()
-
-
-def message(n: int) -> dict[str, Any]:
-    return {"type": "message_received", "data": {"message": {"id": f"m{n}"}}}
 
 
 def hook(api: Api, webhook_id: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from httpx_sse import ServerSentEvent, connect_sse
 
-from tests.server import Api, Server
+from tests.server import Api, Server, message
 
 HEARTBEAT = 0.3
 
@@ -41,10 +41,6 @@ def hosted_webhook(api: Api, **fields: Any) -> tuple[str, str]:
     """A new account with one active hosted webhook: (account_id, webhook_id)."""
     account = api.create_account()
     return account, api.create_webhook(account, **fields)["webhook_id"]
-
-
-def message(n: int) -> dict[str, Any]:
-    return {"type": "message_received", "data": {"message": {"id": f"m{n}"}}}
 
 
 def stream_client(server: Server) -> httpx.Client:
