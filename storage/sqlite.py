@@ -29,9 +29,11 @@ import asyncio
 import contextlib
 import functools
 import os
+import random
 import secrets
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -295,7 +297,7 @@ class SQLiteStorage(Backend):
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         for pragma in self._pragmas():
             conn.execute(pragma)
-        conn.execute("PRAGMA journal_mode=WAL")
+        _use_wal(conn)
         _migrate(conn)
         return conn
 
@@ -852,6 +854,26 @@ def _insert_sql(insert: str, width: int, size: int) -> str:
 
 def _rows(conn: sqlite3.Connection, sql: str, params: Sequence[object] = ()) -> list[Any]:
     return conn.execute(sql, params).fetchall()
+
+
+def _use_wal(conn: sqlite3.Connection, patience: float = 30.0) -> None:
+    """Put the file in WAL mode, waiting out other processes that are opening it at the same moment.
+
+    Switching a new file to WAL takes an exclusive lock, and SQLite answers "database is locked"
+    at once rather than call the busy handler when another connection holds a lock meanwhile:
+    N processes started together on a fresh file (WEB_CONCURRENCY) would otherwise fail to start.
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02 + random.random() * 0.05)
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
