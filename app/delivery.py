@@ -443,6 +443,9 @@ class DeliveryEngine:
             created_at=self.now(),
         )
         await self._storage.record_attempt(record, from_cursor=None)
+        if result.gone:
+            # A 410 is the receiver's word whichever event it answers (SPEC §8.1); the answer already says so.
+            await self._disable(webhook, "the receiver answered 410 Gone to the test event")
         return result
 
     # Circuit breaker
