@@ -232,6 +232,10 @@ class Backend(ABC):
         refuse_unstorable("webhook_id", webhook_id)
         await self._set_failing_since(webhook_id, failing_since)
 
+    async def restart_breaker(self, webhook_id: str, at: int) -> None:
+        refuse_unstorable("webhook_id", webhook_id)
+        await self._restart_breaker(webhook_id, at)
+
     async def recover_deliveries(self, webhook_id: str, after_seq: int) -> None:
         refuse_unstorable("webhook_id", webhook_id)
         await self._recover_deliveries(webhook_id, after_seq)
@@ -336,6 +340,9 @@ class Backend(ABC):
 
     @abstractmethod
     async def _set_failing_since(self, webhook_id: str, failing_since: int | None) -> None: ...
+
+    @abstractmethod
+    async def _restart_breaker(self, webhook_id: str, at: int) -> None: ...
 
     @abstractmethod
     async def _recover_deliveries(self, webhook_id: str, after_seq: int) -> None: ...

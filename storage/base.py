@@ -172,6 +172,8 @@ class DeliveryState:
 
     cursor_seq: int
     failing_since: int | None
+    # Attempts before this time (µs) do not count for the breaker: set when `start` revives the webhook.
+    breaker_from: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -533,6 +535,9 @@ class DeliveryStorage(Protocol):
 
     async def set_failing_since(self, webhook_id: str, failing_since: int | None) -> None:
         """Record when the webhook's breaker tripped, or clear it; the cursor is untouched."""
+
+    async def restart_breaker(self, webhook_id: str, at: int) -> None:
+        """Begin the breaker afresh at `at` (µs): not failing, and only attempts from `at` on count."""
 
     async def recover_deliveries(self, webhook_id: str, after_seq: int) -> None:
         """Re-deliver the feed after `after_seq`: the cursor moves back to it (never forward) and later retries go.

@@ -662,9 +662,9 @@ class PostgresStorage(Backend):
 
     async def _delivery_state(self, webhook_id: str) -> DeliveryState:
         row = await self.pool.fetchrow(
-            "SELECT cursor_seq, failing_since FROM delivery_state WHERE webhook_id = $1", webhook_id
+            "SELECT cursor_seq, failing_since, breaker_from FROM delivery_state WHERE webhook_id = $1", webhook_id
         )
-        return DeliveryState(row[0], row[1]) if row is not None else DeliveryState(0, None)
+        return DeliveryState(*row) if row is not None else DeliveryState(0, None)
 
     async def _due_deliveries(self, webhook_id: str, now: int, limit: int) -> list[PendingDelivery]:
         rows = await self.pool.fetch(
@@ -770,6 +770,14 @@ class PostgresStorage(Backend):
             " ON CONFLICT (webhook_id) DO UPDATE SET failing_since = excluded.failing_since",
             webhook_id,
             failing_since,
+        )
+
+    async def _restart_breaker(self, webhook_id: str, at: int) -> None:
+        await self.pool.execute(
+            "INSERT INTO delivery_state (webhook_id, breaker_from) VALUES ($1, $2)"
+            " ON CONFLICT (webhook_id) DO UPDATE SET failing_since = NULL, breaker_from = excluded.breaker_from",
+            webhook_id,
+            at,
         )
 
     async def _recover_deliveries(self, webhook_id: str, after_seq: int) -> None:

@@ -615,9 +615,9 @@ class SQLiteStorage(Backend):
 
     async def _delivery_state(self, webhook_id: str) -> DeliveryState:
         rows = await self._readers.query(
-            "SELECT cursor_seq, failing_since FROM delivery_state WHERE webhook_id = ?", (webhook_id,)
+            "SELECT cursor_seq, failing_since, breaker_from FROM delivery_state WHERE webhook_id = ?", (webhook_id,)
         )
-        return DeliveryState(rows[0][0], rows[0][1]) if rows else DeliveryState(0, None)
+        return DeliveryState(*rows[0]) if rows else DeliveryState(0, None)
 
     async def _due_deliveries(self, webhook_id: str, now: int, limit: int) -> list[PendingDelivery]:
         rows = await self._readers.query(
@@ -707,6 +707,17 @@ class SQLiteStorage(Backend):
             txn.conn.execute("INSERT OR IGNORE INTO delivery_state (webhook_id) VALUES (?)", (webhook_id,))
             txn.conn.execute(
                 "UPDATE delivery_state SET failing_since = ? WHERE webhook_id = ?", (failing_since, webhook_id)
+            )
+
+        await self._write(job)
+
+    async def _restart_breaker(self, webhook_id: str, at: int) -> None:
+
+        def job(txn: _Transaction) -> None:
+            txn.conn.execute("INSERT OR IGNORE INTO delivery_state (webhook_id) VALUES (?)", (webhook_id,))
+            txn.conn.execute(
+                "UPDATE delivery_state SET failing_since = NULL, breaker_from = ? WHERE webhook_id = ?",
+                (at, webhook_id),
             )
 
         await self._write(job)

@@ -767,6 +767,18 @@ async def test_set_failing_since_records_and_clears_the_breaker_without_touching
     assert await storage_backend.delivery_state(hook.id) == DeliveryState(seqs[0], None)
 
 
+async def test_restart_breaker_clears_failing_and_sets_where_the_window_begins(storage_backend: Storage) -> None:
+    hook, seqs = await delivering(storage_backend, 1)
+    await storage_backend.restart_breaker(hook.id, 900)
+    assert await storage_backend.delivery_state(hook.id) == DeliveryState(0, None, 900)
+    await storage_backend.record_attempt(attempt(hook, seqs[0]), from_cursor=0)
+    await storage_backend.set_failing_since(hook.id, 1_000)
+    await storage_backend.restart_breaker(hook.id, 2_000)
+    assert await storage_backend.delivery_state(hook.id) == DeliveryState(seqs[0], None, 2_000)
+    await storage_backend.set_failing_since(hook.id, 3_000)
+    assert await storage_backend.delivery_state(hook.id) == DeliveryState(seqs[0], 3_000, 2_000)
+
+
 async def test_recover_deliveries_moves_the_cursor_back_never_forward_and_drops_later_retries(
     storage_backend: Storage,
 ) -> None:
