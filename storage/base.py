@@ -280,6 +280,12 @@ class LogNotifier(Protocol):
     def __call__(self, committed: Sequence[Committed], head_seq: int) -> None: ...
 
 
+class WebhookWatcher(Protocol):
+    """Called with the id of a webhook another process changed, or None when changes may have gone unheard."""
+
+    def __call__(self, webhook_id: str | None) -> None: ...
+
+
 class LogStorage(Protocol):
     """The sequenced event log and the feeds materialized from it.
 
@@ -355,6 +361,14 @@ class RegistryStorage(Protocol):
     A lookup by text no row can hold (a NUL, a lone surrogate) finds nothing; a
     write of such text raises UnstorableText.
     """
+
+    def watch_webhooks(self, watcher: WebhookWatcher) -> None:
+        """Call `watcher` when another process sharing the database updates, stops, starts or deletes a webhook.
+
+        It runs on the event loop, within milliseconds of that commit; after a spell in which
+        such news could be lost (a dropped connection), once with None. Changes made by this
+        instance are not reported: its caller knows of them.
+        """
 
     async def create_api_key(self, key_id: str, name: str, key_hash: bytes, prefix: str) -> ApiKey:
         """Store a new key by the hash of its secret, stamped now."""
