@@ -671,16 +671,18 @@ class PostgresStorage(Backend):
             return page
         bodies, feeds = self._bodies, self._feeds
         recent = bodies.holds_recent(after_seq, self._catch_up.published_seq)
-        covered_after = feeds.covered_after(webhook_id)
-        if recent and feeds.live and after_seq < covered_after:
-            # A recent cursor below what memory covers: read the feed's seqs up to there once (no bodies),
-            # and this page and the ones after it come from memory; bodies missing there are read below.
-            found = await self.pool.fetchrow(_BRIDGE, webhook_id, after_seq, covered_after)
-            assert found is not None
-            feeds.learned(webhook_id, after_seq, found[0], covered_after, found[1], int(found[2]))
-            page = feeds.page(webhook_id, after_seq, limit)
-            if page is not None:
-                return page
+        if recent and feeds.live:
+            covered_after = feeds.covered_after(webhook_id)
+            if after_seq < covered_after:
+                # A recent cursor below what memory covers: read the feed's seqs up to there once (no bodies),
+                # and this page and the ones after it come from memory.
+                found = await self.pool.fetchrow(_BRIDGE, webhook_id, after_seq, covered_after)
+                assert found is not None
+                feeds.learned(webhook_id, after_seq, found[0], covered_after, found[1], int(found[2]))
+                page = feeds.page(webhook_id, after_seq, limit)
+                if page is not None:
+                    return page
+            # Memory has the page's seqs but not all their bodies: the full read below keeps them.
         elif recent:
             # Near the head: the page's seqs, has-more and watermark in one round trip, bodies from memory.
             found = await self.pool.fetchrow(_RECENT_PAGE, webhook_id, after_seq, limit)
