@@ -36,9 +36,9 @@ from collections.abc import Callable
 
 # Gone peers: the marker's process died, or never bound its socket.
 _GONE = (errno.ECONNREFUSED, errno.ENOENT)
-# Seconds between tries of a webhook change a peer's full queue refused, and how many tries.
+# The first wait before sending again a webhook change a peer's full queue refused; it doubles, 9 times (2.5 s).
 _RETRY_SECONDS = 0.005
-_RETRIES = 8
+_RETRIES = 9
 _WEBHOOK = b"w"
 
 
@@ -97,16 +97,15 @@ class WakeChannel:
         message = _WEBHOOK + webhook_id.encode()
         for name in self._peer_names():
             if not self._send(sock, message, name):
-                self._retry(message, name, _RETRIES)
+                self._retry(message, name, 0)
 
-    def _retry(self, message: bytes, name: str, tries: int) -> None:
-        if self._loop is None or not tries:
-            return
-        self._loop.call_later(_RETRY_SECONDS, self._send_again, message, name, tries - 1)
+    def _retry(self, message: bytes, name: str, tried: int) -> None:
+        if self._loop is not None and tried < _RETRIES:
+            self._loop.call_later(_RETRY_SECONDS * 2**tried, self._send_again, message, name, tried + 1)
 
-    def _send_again(self, message: bytes, name: str, tries: int) -> None:
+    def _send_again(self, message: bytes, name: str, tried: int) -> None:
         if self._sock is not None and not self._send(self._sock, message, name):
-            self._retry(message, name, tries)
+            self._retry(message, name, tried)
 
     def _send(self, sock: socket.socket, message: bytes, name: str) -> bool:
         """Send one datagram to a peer; False only when its queue is full (a gone peer's marker is removed)."""
