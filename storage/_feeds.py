@@ -19,7 +19,8 @@ What makes such a page right — the same as a database read, never one with a g
   `origin` is the head when the process opened the log, and every later entry would
   have been published and given it a feed.
 - A feed of a deleted webhook stops covering anything older than now (`forget`): its
-  rows are gone from the database, and a page from here would show them.
+  rows are gone from the database, and a page from here would show them. A read that
+  was under way meanwhile may have seen them, so it teaches nothing (`mark`).
 - Retention deletes the oldest events. A cursor below the newest watermark this process
   knows is read from the database, so that page says `pruned`. A catch-up read that
   skipped pruned events reads the watermark in the same statement (`pruned_to`), before
@@ -77,6 +78,8 @@ class RecentFeeds:
         self.pruned = 0
         # The newest head this process has seen anywhere: pages wait for `published` to reach it.
         self._newest = 0
+        # Counts `forget`s: a database read that started before one may hold rows deleted since.
+        self._forgotten = 0
         # Pages are served once `published` reaches this; None while other processes' commits go unheard.
         self._live_at: int | None = None
 
@@ -130,6 +133,7 @@ class RecentFeeds:
 
     def forget(self, webhook_id: str) -> None:
         """The webhook's feed rows were deleted: cover nothing of it older than now."""
+        self._forgotten += 1
         feed = self._feeds.get(webhook_id)
         if feed is None:
             return  # it has no entries this process heard of, and the database now has none either
@@ -173,8 +177,12 @@ class RecentFeeds:
         feed = self._feeds.get(webhook_id)
         return self._origin if feed is None else feed.after
 
+    def mark(self) -> int:
+        """Taken before a database read and handed to `learned` with what it found."""
+        return self._forgotten
+
     def learned(
-        self, webhook_id: str, after_seq: int, seqs: Sequence[int], through: int, head: int, pruned: int
+        self, mark: int, webhook_id: str, after_seq: int, seqs: Sequence[int], through: int, head: int, pruned: int
     ) -> None:
         """A database read found `seqs` (ascending), every seq of the feed in (after_seq, through] at its snapshot.
 
@@ -182,7 +190,7 @@ class RecentFeeds:
         """
         self.saw_head(head)
         self.pruned_to(pruned)
-        if not self._enabled:
+        if not self._enabled or mark != self._forgotten:
             return
         low = max(after_seq, pruned, self._bodies.floor)
         feed = self._feeds.get(webhook_id)

@@ -203,7 +203,7 @@ class PostgresStorage(Backend):
         self._catch_up = CatchUp(self._committed_after, self._publish, name="hookstream-postgres-catch-up")
         self._queue: GroupCommit[Job[Any]] = GroupCommit(
             self._run_batch,
-            self._catch_up.committed_here,
+            self._committed_here,
             max_batch=max_batch,
             name="hookstream-postgres-writer",
             unavailable=unavailable,
@@ -349,6 +349,12 @@ class PostgresStorage(Backend):
                     await transaction.rollback()
                 raise
         return outcomes, txn.committed
+
+    def _committed_here(self, committed: list[Committed]) -> None:
+        # Published at once unless another process's commits come first: pages from memory wait for those,
+        # so a caller never reads a page from here that lacks what it has just appended.
+        self._feeds.saw_head(committed[-1].event.seq)
+        self._catch_up.committed_here(committed)
 
     def _publish(self, committed: list[Committed]) -> None:
         self._feeds.publish(committed)
@@ -671,6 +677,7 @@ class PostgresStorage(Backend):
             return page
         bodies, feeds = self._bodies, self._feeds
         recent = bodies.holds_recent(after_seq, self._catch_up.published_seq)
+        mark = feeds.mark()
         if recent and feeds.live:
             covered_after = feeds.covered_after(webhook_id)
             if after_seq < covered_after:
@@ -678,7 +685,7 @@ class PostgresStorage(Backend):
                 # and this page and the ones after it come from memory.
                 found = await self.pool.fetchrow(_BRIDGE, webhook_id, after_seq, covered_after)
                 assert found is not None
-                feeds.learned(webhook_id, after_seq, found[0], covered_after, found[1], int(found[2]))
+                feeds.learned(mark, webhook_id, after_seq, found[0], covered_after, found[1], int(found[2]))
                 page = feeds.page(webhook_id, after_seq, limit)
                 if page is not None:
                     return page
@@ -689,14 +696,14 @@ class PostgresStorage(Backend):
             assert found is not None  # an aggregate always returns its row
             count, first, last, head, pruned = found
             if not count:
-                feeds.learned(webhook_id, after_seq, (), head, head, int(pruned))
+                feeds.learned(mark, webhook_id, after_seq, (), head, head, int(pruned))
                 return JoinedPage(b"", 0, None, False, int(pruned))
             seqs = gapless_seqs(count, first, last, limit)
             if seqs is not None:
                 joined = bodies.joined(seqs)
                 if joined is not None:
                     read = range(first, last + 1)
-                    feeds.learned(webhook_id, after_seq, read, last if count > limit else head, head, int(pruned))
+                    feeds.learned(mark, webhook_id, after_seq, read, last if count > limit else head, head, int(pruned))
                     return JoinedPage(joined, len(seqs), seqs[-1], count > limit, int(pruned))
         rows = await self.pool.fetch(_FULL_PAGE, webhook_id, after_seq, limit)
         head, pruned = rows[0][2], int(rows[0][3])
@@ -706,7 +713,9 @@ class PostgresStorage(Backend):
         if recent:
             bodies.add_many((row[0], row[1]) for row in page_rows)
         read_seqs = [row[0] for row in rows]
-        feeds.learned(webhook_id, after_seq, read_seqs, read_seqs[-1] if len(rows) > limit else head, head, pruned)
+        feeds.learned(
+            mark, webhook_id, after_seq, read_seqs, read_seqs[-1] if len(rows) > limit else head, head, pruned
+        )
         return JoinedPage(
             joined=b",".join([row[1] for row in page_rows]),
             count=len(page_rows),

@@ -51,9 +51,9 @@ def test_history_from_before_the_process_opened_the_log_comes_from_the_database_
     assert feeds.page("a", 90, 10) is None
     bodies.add_many([(95, body(95)), (98, body(98))])
     # A read that stops short of the covered range would leave a hole: it is not taken.
-    feeds.learned("a", 90, [95], 96, 103, 0)
+    feeds.learned(feeds.mark(), "a", 90, [95], 96, 103, 0)
     assert feeds.page("a", 90, 10) is None
-    feeds.learned("a", 90, [95, 98, 101], 101, 103, 0)
+    feeds.learned(feeds.mark(), "a", 90, [95, 98, 101], 101, 103, 0)
     assert feeds.page("a", 90, 10) == expected([95, 98, 101, 103], 10, False)
     assert feeds.page("a", 80, 10) is None
 
@@ -118,3 +118,14 @@ def test_with_no_memory_for_bodies_nothing_is_served() -> None:
     feeds, bodies = live_feeds(enabled=False)
     publish(feeds, bodies, commits((1, ("a",))))
     assert feeds.page("a", 0, 10) is None
+
+
+def test_a_read_under_way_when_a_webhook_was_deleted_teaches_nothing() -> None:
+    feeds, bodies = live_feeds(head=10)
+    publish(feeds, bodies, commits((11, ("a",))))
+    bodies.add(5, body(5))
+    mark = feeds.mark()
+    feeds.forget("a")  # deleted while the read ran: the rows it found are gone
+    feeds.learned(mark, "a", 0, [5, 11], 11, 11, 0)
+    assert feeds.page("a", 0, 10) is None
+    assert feeds.page("a", 11, 10) == JoinedPage(b"", 0, None, False, 0)
