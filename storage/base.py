@@ -336,10 +336,13 @@ class LogStorage(Protocol):
         """
 
     async def read_feed_joined(self, webhook_id: str, after_seq: int, limit: int) -> JoinedPage:
-        """The same page as `read_feed`, as the inside of a JSON array: what polling sends, built by the database.
+        """The same page as `read_feed`, as the inside of a JSON array: what polling sends.
 
         Its `pruned_through` is read with the page or after it, so a page raced by a
-        prune errs towards saying it was pruned.
+        prune errs towards saying it was pruned. A backend may answer from what this
+        process has heard of the commits instead of reading the database: the page is
+        then the same, never with a gap, but may lag another process's commit by the
+        time its notification takes (never this instance's own, nor a head it has seen).
         """
 
     async def prune(self, older_than: int, batch_size: int) -> int:
