@@ -255,7 +255,7 @@ class SQLiteStorage(Backend):
         rows = await self._readers.query("SELECT value FROM meta WHERE key = 'epoch'")
         self._epoch = rows[0][0]
         self._catch_up.start((await self.log_state()).head_seq)
-        woken = self._wake.open(self._catch_up.heard)
+        woken = self._wake.open(self._catch_up.heard, self._heard_webhook_change)
         interval = _HEAD_CHECK_SECONDS if woken else _HEAD_CHECK_WITHOUT_WAKE_SECONDS
         self._head_check = asyncio.create_task(self._check_head_forever(interval), name="hookstream-sqlite-head")
         self._queue.start()
@@ -317,6 +317,9 @@ class SQLiteStorage(Backend):
 
     def _publish(self, committed: list[Committed]) -> None:
         announce(committed, self._bodies, self._notifiers)
+
+    def _tell_webhook_changed(self, webhook_id: str) -> None:
+        self._wake.notify_webhook(webhook_id)
 
     async def _committed_after(self, seq: int, limit: int) -> list[Committed]:
         """The events after `seq`, in seq order, with the webhooks whose feeds they joined."""
