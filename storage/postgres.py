@@ -598,7 +598,9 @@ class PostgresStorage(Backend):
         events = tuple(StoredEvent._make(row) for row in rows[:limit])
         return FeedPage(events=events, has_more=len(rows) > limit)
 
-    async def read_feed_joined(self, webhook_id: str, after_seq: int, limit: int) -> JoinedPage:
+    async def read_feed_joined(
+        self, webhook_id: str, after_seq: int, limit: int, separator: bytes = b","
+    ) -> JoinedPage:
         if unstorable(webhook_id):  # the guard of `Backend`, here to spare polling a coroutine
             return JoinedPage(b"", 0, None, False, (await self.log_state()).pruned_through)
         bodies = self._bodies
@@ -612,7 +614,7 @@ class PostgresStorage(Backend):
                 return JoinedPage(b"", 0, None, False, int(pruned))
             seqs = gapless_seqs(count, first, last, limit)
             if seqs is not None:
-                joined = bodies.joined(seqs)
+                joined = bodies.joined(seqs, separator)
                 if joined is not None:
                     return JoinedPage(joined, len(seqs), seqs[-1], count > limit, int(pruned))
         rows = await self.pool.fetch(
@@ -627,7 +629,7 @@ class PostgresStorage(Backend):
         if recent:
             bodies.add_many((row[0], row[1]) for row in page)
         return JoinedPage(
-            joined=b",".join([row[1] for row in page]),
+            joined=separator.join([row[1] for row in page]),
             count=len(page),
             last_seq=page[-1][0] if page else None,
             has_more=len(rows) > limit,
