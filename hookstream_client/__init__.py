@@ -21,7 +21,7 @@ from hookstream_client.errors import (
     Unauthorized,
     Unavailable,
 )
-from hookstream_client.models import Account, Event, Page, StreamToken, Webhook
+from hookstream_client.models import Account, Event, LinesPage, Page, StreamToken, Webhook
 from hookstream_client.signing import sign, signed_headers, verify
 
 __version__ = "0.1.0"
@@ -41,6 +41,7 @@ __all__ = [
     "FeedPruned",
     "HookstreamError",
     "InvalidSignature",
+    "LinesPage",
     "MemoryCursor",
     "NotFound",
     "Page",
