@@ -25,16 +25,13 @@ import http.client
 import json
 import os
 import queue
+import sys
 import threading
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 from urllib.parse import urlsplit
 
-import httpx
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
-
-from hookstream_client._api import USER_AGENT, error_from
+from hookstream_client._api import USER_AGENT, error_of
 from hookstream_client._lines import ACCEPT, is_lines, lines_page
 from hookstream_client.cli import CommandError, credentials
 from hookstream_client.errors import CursorAhead, TransportError
@@ -82,7 +79,7 @@ class Answer:
 
     def raise_for_error(self) -> None:
         if self.status != 200:
-            raise error_from(httpx.Response(self.status, headers=self.headers.items(), content=self.body))
+            raise error_of(self.status, {k.lower(): v for k, v in self.headers.items()}, self.body)
 
 
 class Connection:
@@ -205,6 +202,59 @@ def _next_cursor(answer: Answer) -> tuple[int | None, bool]:
     return (int(digits) if digits else None), more
 
 
+class Report:
+    """What export says on stderr as it goes, as plain lines (for a pipe, a log file, cron)."""
+
+    def page(self, cursor: int) -> None:
+        """A page is written, up to seq `cursor`."""
+
+    def gap(self, after: int) -> None:
+        print(f"GAP: retention deleted feed events after seq {after}", file=sys.stderr)
+
+    def close(self) -> None:
+        pass
+
+
+class ProgressBar(Report):
+    """On a terminal: a bar over the seqs up to the feed's newest one when the export started."""
+
+    def __init__(self, after: int, target: int) -> None:
+        # rich only here: a terminal's export can spare the import time that a scripted one saves.
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.after, self.target = after, target
+        self.console = Console(stderr=True, highlight=False)
+        self.progress = Progress(
+            TextColumn("[bold]export"),
+            BarColumn(),
+            TaskProgressColumn(),
+            MofNCompleteColumn(),
+            TextColumn("seqs"),
+            TimeRemainingColumn(),
+            console=self.console,
+        )
+        self.task = self.progress.add_task("export", total=max(target - after, 0))
+        self.progress.start()
+
+    def page(self, cursor: int) -> None:
+        # Events appended during the export run past the target: the total grows with them.
+        self.progress.update(self.task, total=max(self.target, cursor) - self.after, completed=cursor - self.after)
+
+    def gap(self, after: int) -> None:
+        self.console.print(f"[bold red]GAP:[/] retention deleted feed events after seq {after}")
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
 def export(args: argparse.Namespace) -> None:
     url, key = credentials(args)
     path = Path(args.output)
@@ -218,14 +268,16 @@ def export(args: argparse.Namespace) -> None:
         output = open(path, "ab" if args.resume else "wb", buffering=0)
     except OSError as exc:
         raise CommandError(f"cannot write {path}: {exc.strerror}") from None
-    err = Console(stderr=True, highlight=False)
     connection = Connection(url, key, args.webhook_id)
     with output:
         # An unknown webhook or a refused key is the first answer's error: one clear line, before any write.
-        target = newest_seq(connection, after) if err.is_terminal else None
-        written = _copy(Fetcher(connection, after), after, target, output, err)
+        report = ProgressBar(after, newest_seq(connection, after)) if sys.stderr.isatty() else Report()
+        try:
+            written = _copy(Fetcher(connection, after), after, output, report)
+        finally:
+            report.close()
         # No fsync: a file cut short by a power loss is what --resume continues.
-    err.print(f"exported {written} events to {path}" + (f" (after seq {after})" if after else ""))
+    print(f"exported {written} events to {path}" + (f" (after seq {after})" if after else ""), file=sys.stderr)
 
 
 def _write(output: BinaryIO, data: bytes) -> None:
@@ -234,47 +286,33 @@ def _write(output: BinaryIO, data: bytes) -> None:
         view = view[output.write(view) or 0 :]
 
 
-def _copy(fetcher: Fetcher, after: int, target: int | None, output: Any, err: Console) -> int:
+def _copy(fetcher: Fetcher, after: int, output: BinaryIO, report: Report) -> int:
     fetcher.start()
     epoch = None
     cursor = after
     written = 0
-    progress = Progress(
-        TextColumn("[bold]export"),
-        BarColumn(),
-        TaskProgressColumn(),
-        MofNCompleteColumn(),
-        TextColumn("seqs"),
-        TimeRemainingColumn(),
-        console=err,
-        disable=not err.is_terminal,
-    )
-    with progress:
-        task = progress.add_task("export", total=None if target is None else max(target - after, 0))
-        try:
-            while True:
-                item = fetcher.pages.get()
-                if item is None:
-                    break
-                if isinstance(item, BaseException):
-                    raise item
-                page_after, answer = item
-                page = lines_page(answer.headers.get("content-type"), answer.headers, answer.body)
-                if epoch is None:
-                    epoch = page.epoch
-                elif page.epoch != epoch:
-                    raise CommandError("the event log was recreated during the export (its epoch changed)")
-                if page.pruned:
-                    err.print(f"[bold red]GAP:[/] retention deleted feed events after seq {page_after}")
-                if page_after != cursor or (page.first_seq is not None and page.first_seq <= cursor):
-                    raise CommandError(f"the page after seq {page_after} does not continue the export at {cursor}")
-                if page.count and page.last_seq is not None:
-                    _write(output, page.lines)
-                    cursor = page.last_seq
-                    written += page.count
-                    if target is not None:
-                        # Events appended during the export run past the target: the total grows with them.
-                        progress.update(task, total=max(target, cursor) - after, completed=cursor - after)
-        finally:
-            fetcher.stop.set()
+    try:
+        while True:
+            item = fetcher.pages.get()
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            page_after, answer = item
+            page = lines_page(answer.headers.get("content-type"), answer.headers, answer.body)
+            if epoch is None:
+                epoch = page.epoch
+            elif page.epoch != epoch:
+                raise CommandError("the event log was recreated during the export (its epoch changed)")
+            if page.pruned:
+                report.gap(page_after)
+            if page_after != cursor or (page.first_seq is not None and page.first_seq <= cursor):
+                raise CommandError(f"the page after seq {page_after} does not continue the export at {cursor}")
+            if page.count and page.last_seq is not None:
+                _write(output, page.lines)
+                cursor = page.last_seq
+                written += page.count
+                report.page(cursor)
+    finally:
+        fetcher.stop.set()
     return written
