@@ -160,6 +160,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 allow_headers=["x-api-key", "content-type", "last-event-id", "authorization"],
                 # The JSON Lines polling page's own fields are headers: a page's script must be able to read them.
                 expose_headers=[
+                    "Hookstream-Count",
                     "Hookstream-Epoch",
                     "Hookstream-Has-More",
                     "Hookstream-Last-Seq",

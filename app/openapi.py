@@ -361,6 +361,10 @@ _PAGE_HEADERS = {
         "required": True,
         "schema": {"type": "string"},
     },
+    "Hookstream-Count": {
+        "description": "JSON Lines pages: the number of events in the page (lines in the body)",
+        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT},
+    },
     "Hookstream-Has-More": {
         "description": "JSON Lines pages: hasMore, whether more feed events follow the page's last event",
         "schema": {"type": "boolean"},

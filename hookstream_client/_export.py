@@ -3,13 +3,15 @@
 Pages of 1,000 are asked for as JSON Lines (`Accept: application/x-ndjson`): the body is the
 envelopes one a line, the server's stored bytes, so it goes to the file as it came, and the page's
 own fields are headers. A server from before JSON Lines pages answers JSON; that page is parsed and
-cut into the same lines (`_lines.py`). A thread fetches one page ahead of the writer (the next cursor
-is the page's last seq, from a header or from the end of a JSON body), so the server's time and the
-client's overlap. It reads with the standard library's http.client over one kept-alive connection:
-for bodies of half a megabyte it is several times faster than httpx, whose chunked reads through h11
-were most of an export's time, and it needs no TLS context for a plain-HTTP server (httpx builds one
-per client: 40-100 ms of a command that may take two seconds). Every page is checked to continue
-the cursor, and a pruned gap or a new epoch is reported, never skipped silently.
+cut into the same lines (`_lines.py`). The next page is asked for as soon as a page's headers (or
+the end of a JSON body) give its last seq, before the page is checked and written, so the server
+reads the next page while the client writes this one: one thread, one kept-alive connection of the
+standard library's http.client. A thread fetching ahead did the same overlap, but on two loaded
+cores its hand-offs cost more than they hid; httpx's chunked reads through h11 were once most of an
+export's time, and httpx builds a TLS context per client even for plain HTTP (40-100 ms of a
+command that may take two seconds). Every page is checked to continue the cursor (its first and
+last lines are parsed, nothing between), and a pruned gap or a new epoch is reported, never
+skipped silently.
 
 The progress bar's total, on a terminal only (the bar is not drawn elsewhere): the server does not
 count a feed, but a one-event page says whether any event follows a seq, so a binary search finds the
@@ -24,9 +26,7 @@ import argparse
 import http.client
 import json
 import os
-import queue
 import sys
-import threading
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlsplit
@@ -83,7 +83,7 @@ class Answer:
 
 
 class Connection:
-    """One kept-alive connection to the server's polling route of one webhook."""
+    """One kept-alive connection to the server's polling route of one webhook, one request ahead at most."""
 
     def __init__(self, base_url: str, api_key: str, webhook_id: str) -> None:
         self.base_url = base_url
@@ -91,17 +91,31 @@ class Connection:
         self.headers = {"x-api-key": api_key, "user-agent": USER_AGENT, "accept": ACCEPT}
         self.path = f"{self.url.path.rstrip('/')}/v2/webhooks/{webhook_id}/events"
         self.connection: http.client.HTTPConnection | None = None
+        self.pending = ""  # the path of the request whose answer comes next
+        self.sent = False
         self.answered = False
 
     def page(self, after: int, limit: int) -> Answer:
         """The page of at most `limit` events after seq `after` (an error answer too)."""
-        return self._get(f"{self.path}?limit={limit}&afterSeq={after}")
+        self.send(after, limit)
+        return self.receive()
 
-    def _get(self, path: str) -> Answer:
+    def send(self, after: int, limit: int) -> None:
+        """Ask for a page now; `receive` reads the answer (and asks again if the connection broke meanwhile)."""
+        self.pending = f"{self.path}?limit={limit}&afterSeq={after}"
+        try:
+            (self.connection or self._connect()).request("GET", self.pending, headers=self.headers)
+            self.sent = True
+        except (OSError, http.client.HTTPException):
+            self.close()
+
+    def receive(self) -> Answer:
         for attempt in (1, 2):
-            connection = self.connection or self._connect()
             try:
-                connection.request("GET", path, headers=self.headers)
+                connection = self.connection or self._connect()
+                if not self.sent:
+                    connection.request("GET", self.pending, headers=self.headers)
+                self.sent = False
                 response = connection.getresponse()
                 answer = Answer(response.status, response.msg, response.read())
                 self.answered = True
@@ -110,7 +124,7 @@ class Connection:
                 self.close()
                 if not self.answered:
                     raise TransportError(f"Cannot reach the hookstream server at {self.base_url}: {exc}") from exc
-                if attempt == 2:  # a kept-alive connection may have been closed by the server: retry once
+                if attempt == 2:  # a kept-alive connection may have been closed by the server: ask once more
                     raise TransportError(f"The connection to the hookstream server broke: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -123,6 +137,7 @@ class Connection:
         return self.connection
 
     def close(self) -> None:
+        self.sent = False
         if self.connection is not None:
             self.connection.close()
             self.connection = None
@@ -158,34 +173,6 @@ def newest_seq(connection: Connection, after: int) -> int:
         else:
             low = found
     return low
-
-
-class Fetcher(threading.Thread):
-    """Fetches pages one ahead of the writer, following each page's last seq."""
-
-    def __init__(self, connection: Connection, after: int) -> None:
-        super().__init__(daemon=True)
-        self.connection = connection
-        self.cursor = after
-        # (afterSeq, answer) per page, an error to raise, or None at the end.
-        self.pages: queue.Queue[tuple[int, Answer] | BaseException | None] = queue.Queue(maxsize=2)
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        try:
-            while not self.stop.is_set():
-                answer = self.connection.page(self.cursor, PAGE)
-                answer.raise_for_error()
-                self.pages.put((self.cursor, answer))
-                last, more = _next_cursor(answer)
-                if last is None or not more:
-                    break
-                self.cursor = last
-        except BaseException as exc:  # noqa: B036 - handed to the writer, which raises it
-            self.pages.put(exc)
-        finally:
-            self.connection.close()
-        self.pages.put(None)
 
 
 def _next_cursor(answer: Answer) -> tuple[int | None, bool]:
@@ -273,7 +260,7 @@ def export(args: argparse.Namespace) -> None:
         # An unknown webhook or a refused key is the first answer's error: one clear line, before any write.
         report = ProgressBar(after, newest_seq(connection, after)) if sys.stderr.isatty() else Report()
         try:
-            written = _copy(Fetcher(connection, after), after, output, report)
+            written = _copy(connection, after, output, report)
         finally:
             report.close()
         # No fsync: a file cut short by a power loss is what --resume continues.
@@ -286,33 +273,34 @@ def _write(output: BinaryIO, data: bytes) -> None:
         view = view[output.write(view) or 0 :]
 
 
-def _copy(fetcher: Fetcher, after: int, output: BinaryIO, report: Report) -> int:
-    fetcher.start()
+def _copy(connection: Connection, after: int, output: BinaryIO, report: Report) -> int:
     epoch = None
     cursor = after
     written = 0
+    connection.send(after, PAGE)
     try:
         while True:
-            item = fetcher.pages.get()
-            if item is None:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            page_after, answer = item
+            answer = connection.receive()
+            answer.raise_for_error()
+            last, more = _next_cursor(answer)
+            if more and last is not None:
+                # Asked for before this page is checked and written: the server reads the next one meanwhile.
+                connection.send(last, PAGE)
             page = lines_page(answer.headers.get("content-type"), answer.headers, answer.body)
             if epoch is None:
                 epoch = page.epoch
             elif page.epoch != epoch:
                 raise CommandError("the event log was recreated during the export (its epoch changed)")
             if page.pruned:
-                report.gap(page_after)
-            if page_after != cursor or (page.first_seq is not None and page.first_seq <= cursor):
-                raise CommandError(f"the page after seq {page_after} does not continue the export at {cursor}")
+                report.gap(cursor)
+            if (page.first_seq is not None and page.first_seq <= cursor) or page.last_seq != last:
+                raise CommandError(f"the page after seq {cursor} does not continue the export")
             if page.count and page.last_seq is not None:
                 _write(output, page.lines)
                 cursor = page.last_seq
                 written += page.count
                 report.page(cursor)
+            if not more or last is None:
+                return written
     finally:
-        fetcher.stop.set()
-    return written
+        connection.close()

@@ -58,7 +58,9 @@ def lines_page(content_type: str | None, headers: Headers, body: bytes) -> Lines
     epoch = headers.get("hookstream-epoch")
     if more not in ("true", "false") or epoch is None:
         raise HookstreamError("The server's JSON Lines page lacks its Hookstream-Has-More or Hookstream-Epoch header.")
-    count = body.count(b"\n")
+    # The server's count, when it sends one, spares a scan of half a megabyte a page.
+    raw_count = headers.get("hookstream-count")
+    count = int(raw_count) if raw_count is not None and raw_count.isdigit() else body.count(b"\n")
     first = last = None
     if count:
         if not body.endswith(b"\n"):

@@ -55,6 +55,7 @@ def assert_same_page(api: Api, webhook: str, **params: Any) -> httpx.Response:
     # The same stored bytes: the JSON page's array, cut at its commas, is the JSON Lines body.
     assert [orjson.loads(line) for line in lines_of(lines)] == body["events"]
     assert lines.content.replace(b"\n", b",").rstrip(b",") in page.content
+    assert lines.headers["hookstream-count"] == str(len(body["events"]))
     assert lines.headers["hookstream-has-more"] == ("true" if body["hasMore"] else "false")
     assert lines.headers.get("hookstream-last-seq") == (None if body["lastSeq"] is None else str(body["lastSeq"]))
     assert lines.headers["hookstream-epoch"] == body["epoch"]

@@ -154,6 +154,8 @@ def _lines_response(page: JoinedPage, epoch: str, media: str, *, pruned: bool) -
     """The polling page as JSON Lines: the body only envelopes, one a line; the page's own fields in headers."""
     response = Response(page.joined + b"\n" if page.count else b"", media_type=media)
     headers = response.raw_headers
+    # The count spares a client that writes the body to a file a scan of it for newlines.
+    headers.append((b"hookstream-count", str(page.count).encode()))
     headers.append((b"hookstream-has-more", b"true" if page.has_more else b"false"))
     if page.last_seq is not None:
         headers.append((b"hookstream-last-seq", str(page.last_seq).encode()))
