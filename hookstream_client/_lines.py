@@ -52,8 +52,13 @@ def is_lines(content_type: str | None) -> bool:
 
 def lines_page(content_type: str | None, headers: Headers, body: bytes) -> LinesPage:
     """A polling page's answer (200) as a `LinesPage`, whether the server sent JSON Lines or JSON."""
-    if not is_lines(content_type):
-        return _from_json(body)
+    try:
+        return _from_lines(headers, body) if is_lines(content_type) else _from_json(body)
+    except (ValueError, KeyError, TypeError, IndexError) as exc:  # orjson's and json's decode errors are ValueErrors
+        raise HookstreamError(f"The server's polling page is not a page of envelopes: {exc}") from None
+
+
+def _from_lines(headers: Headers, body: bytes) -> LinesPage:
     more = headers.get("hookstream-has-more")
     epoch = headers.get("hookstream-epoch")
     if more not in ("true", "false") or epoch is None:
