@@ -159,7 +159,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 allow_origins=list(settings.cors_origins),
                 allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
                 allow_headers=["x-api-key", "content-type", "last-event-id", "authorization"],
-                expose_headers=["Hookstream-Epoch", "X-Request-Id"],
+                # The JSON Lines polling page's own fields are headers: a page's script must be able to read them.
+                expose_headers=[
+                    "Hookstream-Count",
+                    "Hookstream-Epoch",
+                    "Hookstream-Has-More",
+                    "Hookstream-Last-Seq",
+                    "Hookstream-Pruned",
+                    "X-Request-Id",
+                ],
             )
         )
     return _Hookstream(

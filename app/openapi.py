@@ -25,7 +25,7 @@ from app.context import context
 from app.cursors import MAX_SEQ
 from app.responses import JSON_TYPE
 from app.routes.attempts import MAX_LIMIT as MAX_ATTEMPTS
-from app.routes.events import MAX_BATCH, MAX_LIMIT
+from app.routes.events import JSON_LINES_TYPES, MAX_BATCH, MAX_LIMIT
 from app.routes.webhooks import MAX_RATE, ORDERINGS, OVERLAP
 from app.signing import SCHEMES
 
@@ -347,6 +347,38 @@ def _path(name: str, pattern: str, description: str) -> dict[str, Any]:
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
+
+# A polling page as JSON Lines: OpenAPI 3.1 has no schema for the items of a sequence, so the body is a string
+# described in words, and each of its lines is an `Envelope`.
+_LINES_PAGE = {
+    "type": "string",
+    "description": "JSON Lines: one Envelope (components/schemas/Envelope) per line, each line ending in a newline,"
+    " in seq order; empty when the page has no events",
+}
+_PAGE_HEADERS = {
+    "Vary": {
+        "description": "names Accept: the page's representation depends on it",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "Hookstream-Count": {
+        "description": "JSON Lines pages: the number of events in the page (lines in the body)",
+        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT},
+    },
+    "Hookstream-Has-More": {
+        "description": "JSON Lines pages: hasMore, whether more feed events follow the page's last event",
+        "schema": {"type": "boolean"},
+    },
+    "Hookstream-Last-Seq": {
+        "description": "JSON Lines pages: lastSeq, the seq of the page's last event; absent when it has none",
+        "schema": _SEQ,
+    },
+    "Hookstream-Epoch": {"description": "JSON Lines pages: epoch, the log's epoch", "schema": {"type": "string"}},
+    "Hookstream-Pruned": {
+        "description": "JSON Lines pages: sent (as true) when retention deleted feed events after afterSeq",
+        "schema": {"type": "boolean", "const": True},
+    },
+}
 
 # The one spelling app/requests.py accepts for `wait`: 1-9 digits, an optional fraction of 1-9, at most 60.
 _WAIT = {
@@ -764,7 +796,18 @@ def paths(catalog: EventCatalog, connectors: tuple[str, ...]) -> dict[str, Any]:
                 "poll_events",
                 "Poll the webhook's feed after a cursor",
                 _CUSTOMER,
-                {"200": {"description": "A page", "content": {JSON_TYPE: {"schema": _ref("Page")}}}},
+                {
+                    "200": {
+                        "description": "A page: JSON, or JSON Lines when Accept prefers application/x-ndjson or"
+                        " application/jsonl (the page's own fields then in Hookstream-* headers); any other Accept"
+                        " gets JSON, and errors are JSON whatever Accept says",
+                        "headers": _PAGE_HEADERS,
+                        "content": {
+                            JSON_TYPE: {"schema": _ref("Page")},
+                            **{media: {"schema": _LINES_PAGE} for media in JSON_LINES_TYPES},
+                        },
+                    }
+                },
                 {400: ("invalid_request",), **webhook_errors, 409: ("cursor_ahead",)},
                 parameters=[
                     *_WEBHOOK,

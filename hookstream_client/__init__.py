@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from hookstream_client.async_client import AsyncClient
-from hookstream_client.client import Client
+from typing import TYPE_CHECKING, Any
+
 from hookstream_client.cursor import CursorFile, CursorStore, MemoryCursor
 from hookstream_client.errors import (
     ApiError,
@@ -21,10 +21,30 @@ from hookstream_client.errors import (
     Unauthorized,
     Unavailable,
 )
-from hookstream_client.models import Account, Event, Page, StreamToken, Webhook
+from hookstream_client.models import Account, Event, LinesPage, Page, StreamToken, Webhook
 from hookstream_client.signing import sign, signed_headers, verify
 
+if TYPE_CHECKING:
+    from hookstream_client.async_client import AsyncClient
+    from hookstream_client.client import Client
+
 __version__ = "0.1.0"
+
+
+if not TYPE_CHECKING:  # type checkers see the imports above, and keep flagging names that do not exist
+
+    def __getattr__(name: str) -> Any:
+        """`Client` and `AsyncClient`, imported on first use: they bring httpx, which `export` does without."""
+        if name == "Client":
+            from hookstream_client.client import Client
+
+            return Client
+        if name == "AsyncClient":
+            from hookstream_client.async_client import AsyncClient
+
+            return AsyncClient
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Account",
@@ -41,6 +61,7 @@ __all__ = [
     "FeedPruned",
     "HookstreamError",
     "InvalidSignature",
+    "LinesPage",
     "MemoryCursor",
     "NotFound",
     "Page",

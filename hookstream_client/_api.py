@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import http
 import json
-from typing import Any, NamedTuple
-
-import httpx
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from hookstream_client._feed import retry_after
 from hookstream_client.errors import ApiError, HookstreamError, api_error
+
+if TYPE_CHECKING:  # not at run time: `hookstream export` reads pages with http.client and starts faster without httpx
+    import httpx
 
 USER_AGENT = "hookstream-client"
 DEFAULT_TIMEOUT = 30.0
@@ -32,15 +35,24 @@ def body_of(**fields: Any) -> dict[str, Any]:
 
 def error_from(response: httpx.Response) -> ApiError:
     """The exception for an error answer, with the server's code, message and field."""
+    return error_of(response.status_code, response.headers, response.content)
+
+
+def error_of(status: int, headers: Mapping[str, str], body: bytes) -> ApiError:
+    """The exception for an error answer given as its status, headers and body."""
     code = message = field = None
     try:
-        error = json.loads(response.content)["error"]
+        error = json.loads(body)["error"]
         code, message, field = error.get("code"), error.get("message"), error.get("field")
     except (ValueError, KeyError, TypeError, AttributeError):
         pass
     if not message:
-        message = f"The server answered {response.status_code} {response.reason_phrase}."
-    return api_error(response.status_code, code, message, field, retry_after(response.headers))
+        try:
+            reason = http.HTTPStatus(status).phrase
+        except ValueError:
+            reason = ""
+        message = f"The server answered {status} {reason}".rstrip() + "."
+    return api_error(status, code, message, field, retry_after(headers))
 
 
 def answer(response: httpx.Response, *, whole: bool = False) -> Any:
@@ -69,6 +81,8 @@ def headers_for(api_key: str) -> dict[str, str]:
 
 def transport_message(exc: httpx.TransportError, base_url: str) -> str:
     """A sentence saying what went wrong talking to the server."""
+    import httpx  # already imported by the client that met `exc`
+
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
         return f"Cannot reach the hookstream server at {base_url}: {exc or type(exc).__name__}."
     if isinstance(exc, httpx.TimeoutException):

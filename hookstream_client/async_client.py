@@ -32,13 +32,14 @@ from hookstream_client._feed import (
     parse_page,
     retry_after,
 )
+from hookstream_client._lines import ACCEPT, lines_page
 from hookstream_client.cursor import CursorStore
 from hookstream_client.errors import (
     CursorAhead,
     EpochChanged,
     TransportError,
 )
-from hookstream_client.models import Account, Event, Page, StreamToken, Webhook
+from hookstream_client.models import Account, Event, LinesPage, Page, StreamToken, Webhook
 
 
 class AsyncClient:
@@ -188,6 +189,22 @@ class AsyncClient:
         return parse_page(
             answer(await self._send(Call("GET", f"/v2/webhooks/{webhook_id}/events", params)), whole=True)
         )
+
+    async def poll_lines(
+        self, webhook_id: str, *, after: int | None = None, limit: int | None = None, wait: float | None = None
+    ) -> LinesPage:
+        """One polling page as JSON Lines (see `Client.poll_lines`)."""
+        params = body_of(afterSeq=after, limit=limit, wait=wait)
+        timeout = httpx.Timeout(DEFAULT_TIMEOUT, read=(wait or 0.0) + DEFAULT_TIMEOUT)
+        try:
+            response = await self._http.get(
+                f"/v2/webhooks/{webhook_id}/events", params=params, headers={"accept": ACCEPT}, timeout=timeout
+            )
+        except httpx.TransportError as exc:
+            raise TransportError(transport_message(exc, self.base_url)) from exc
+        if response.status_code != 200:
+            raise error_from(response)
+        return lines_page(response.headers.get("content-type"), response.headers, response.content)
 
     async def events(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,26 @@ class Page:
     last_seq: int | None
     epoch: str
     pruned: bool = False
+
+
+@dataclass(frozen=True)
+class LinesPage:
+    """One polling page as JSON Lines: each envelope on a line of its own, as the server stored it.
+
+    `lines` is empty or ends with a newline, so pages written one after another make one JSON Lines file.
+    """
+
+    lines: bytes
+    count: int
+    first_seq: int | None
+    last_seq: int | None
+    has_more: bool
+    epoch: str
+    pruned: bool = False
+
+    def events(self) -> list[Event]:
+        """The page's events, parsed."""
+        return [Event.from_json(json.loads(line)) for line in self.lines.splitlines()]
 
 
 @dataclass(frozen=True)

@@ -53,16 +53,16 @@ class RecentBodies:
         """Whether a page after `after_seq` is recent enough to read through this cache."""
         return self._max_bytes > 0 and after_seq >= self.floor and after_seq >= head_seq - self._window
 
-    def joined(self, seqs: Sequence[int]) -> bytes | None:
-        """The bodies of `seqs` (ascending) joined by commas, or None when any of them is not here."""
+    def joined(self, seqs: Sequence[int], separator: bytes = b",") -> bytes | None:
+        """The bodies of `seqs` (ascending) joined by `separator`, or None when any of them is not here."""
         items, base = self._items, self._base
         first = seqs[0] - base
         if first < 0 or seqs[-1] - base >= len(items):
             return None
         try:
             if isinstance(seqs, range) and seqs.step == 1:
-                return b",".join(items[first : first + len(seqs)])  # type: ignore[arg-type]
-            return b",".join([items[seq - base] for seq in seqs])  # type: ignore[misc]
+                return separator.join(items[first : first + len(seqs)])  # type: ignore[arg-type]
+            return separator.join([items[seq - base] for seq in seqs])  # type: ignore[misc]
         except TypeError:  # a None: that body is not here
             return None
 

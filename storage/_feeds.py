@@ -141,8 +141,8 @@ class RecentFeeds:
         feed.seqs = array("q")
         feed.after = self.published
 
-    def page(self, webhook_id: str, after_seq: int, limit: int) -> JoinedPage | None:
-        """The page after `after_seq` from memory, or None when it must be read from the database."""
+    def page(self, webhook_id: str, after_seq: int, limit: int, separator: bytes = b",") -> JoinedPage | None:
+        """The page after `after_seq` from memory, its bodies joined by `separator`, or None when it must be read."""
         published = self.published
         if (
             not self._enabled
@@ -167,7 +167,7 @@ class RecentFeeds:
         first, last = found[0], found[-1]
         # An unfiltered feed's seqs are consecutive: the bodies are then one slice.
         wanted: Sequence[int] = range(first, last + 1) if last - first + 1 == len(found) else found
-        joined = self._bodies.joined(wanted)
+        joined = self._bodies.joined(wanted, separator)
         if joined is None:
             return None
         return JoinedPage(joined, len(found), last, len(seqs) > end, self.pruned)

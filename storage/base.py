@@ -139,7 +139,7 @@ class FeedPage:
 
 @dataclass(frozen=True, slots=True)
 class JoinedPage:
-    """A page of one webhook's feed as polling sends it: the envelopes joined by commas."""
+    """A page of one webhook's feed as polling sends it: the envelopes joined by a separator (a comma, or a newline)."""
 
     joined: bytes
     count: int
@@ -337,8 +337,13 @@ class LogStorage(Protocol):
         A page never has a gap that a later read would fill: seqs arrive in commit order.
         """
 
-    async def read_feed_joined(self, webhook_id: str, after_seq: int, limit: int) -> JoinedPage:
-        """The same page as `read_feed`, as the inside of a JSON array: what polling sends.
+    async def read_feed_joined(
+        self, webhook_id: str, after_seq: int, limit: int, separator: bytes = b","
+    ) -> JoinedPage:
+        """The same page as `read_feed`, its bodies joined by `separator`: what polling sends.
+
+        A comma makes the inside of a JSON array; a newline makes JSON Lines, since no stored
+        body holds a raw newline (envelopes are serialized by orjson, which escapes control characters).
 
         Its `pruned_through` is read with the page or after it, so a page raced by a
         prune errs towards saying it was pruned. A backend may answer from what this

@@ -668,11 +668,13 @@ class PostgresStorage(Backend):
         events = tuple(StoredEvent._make(row) for row in rows[:limit])
         return FeedPage(events=events, has_more=len(rows) > limit)
 
-    async def read_feed_joined(self, webhook_id: str, after_seq: int, limit: int) -> JoinedPage:
+    async def read_feed_joined(
+        self, webhook_id: str, after_seq: int, limit: int, separator: bytes = b","
+    ) -> JoinedPage:
         if unstorable(webhook_id):  # the guard of `Backend`, here to spare polling a coroutine
             return JoinedPage(b"", 0, None, False, (await self.log_state()).pruned_through)
         # Within what this process has heard of every commit: no round trip at all.
-        page = self._feeds.page(webhook_id, after_seq, limit)
+        page = self._feeds.page(webhook_id, after_seq, limit, separator)
         if page is not None:
             return page
         bodies, feeds = self._bodies, self._feeds
@@ -686,7 +688,7 @@ class PostgresStorage(Backend):
                 found = await self.pool.fetchrow(_BRIDGE, webhook_id, after_seq, covered_after)
                 assert found is not None
                 feeds.learned(mark, webhook_id, after_seq, found[0], covered_after, found[1], int(found[2]))
-                page = feeds.page(webhook_id, after_seq, limit)
+                page = feeds.page(webhook_id, after_seq, limit, separator)
                 if page is not None:
                     return page
             # Memory has the page's seqs but not all their bodies: the full read below keeps them.
@@ -700,7 +702,7 @@ class PostgresStorage(Backend):
                 return JoinedPage(b"", 0, None, False, int(pruned))
             seqs = gapless_seqs(count, first, last, limit)
             if seqs is not None:
-                joined = bodies.joined(seqs)
+                joined = bodies.joined(seqs, separator)
                 if joined is not None:
                     read = range(first, last + 1)
                     feeds.learned(mark, webhook_id, after_seq, read, last if count > limit else head, head, int(pruned))
@@ -717,7 +719,7 @@ class PostgresStorage(Backend):
             mark, webhook_id, after_seq, read_seqs, read_seqs[-1] if len(rows) > limit else head, head, pruned
         )
         return JoinedPage(
-            joined=b",".join([row[1] for row in page_rows]),
+            joined=separator.join([row[1] for row in page_rows]),
             count=len(page_rows),
             last_seq=page_rows[-1][0] if page_rows else None,
             has_more=len(rows) > limit,

@@ -109,7 +109,7 @@ _IN_ORDER = " ORDER BY s" if sqlite3.sqlite_version_info >= (3, 44) else ""
 # retention watermark, all from one snapshot.
 _WATERMARK = "(SELECT value FROM meta WHERE key = 'pruned_through')"
 _JOINED_PAGE = (
-    f"SELECT count(*), max(s), CAST(group_concat(b, ','{_IN_ORDER}) AS BLOB),"
+    f"SELECT count(*), max(s), CAST(group_concat(b, ?4{_IN_ORDER}) AS BLOB),"
     f" (SELECT 1 FROM feed WHERE webhook_id = ?1 AND seq > ?2 ORDER BY seq LIMIT 1 OFFSET ?3), {_WATERMARK}"
     " FROM (SELECT f.seq AS s, e.body AS b FROM feed f JOIN events e ON e.seq = f.seq"
     " WHERE f.webhook_id = ?1 AND f.seq > ?2 ORDER BY f.seq LIMIT ?3)"
@@ -570,13 +570,15 @@ class SQLiteStorage(Backend):
 
         return await self._readers.run(read)
 
-    async def read_feed_joined(self, webhook_id: str, after_seq: int, limit: int) -> JoinedPage:
+    async def read_feed_joined(
+        self, webhook_id: str, after_seq: int, limit: int, separator: bytes = b","
+    ) -> JoinedPage:
         if unstorable(webhook_id):  # the guard of `Backend`, here to spare polling a coroutine
             return JoinedPage(b"", 0, None, False, (await self.log_state()).pruned_through)
         bodies = self._bodies
         if bodies.holds_recent(after_seq, self._catch_up.published_seq):
             page, read_rows = await self._readers.run(
-                functools.partial(_recent_page, bodies, webhook_id, after_seq, limit)
+                functools.partial(_recent_page, bodies, webhook_id, after_seq, limit, separator=separator)
             )
             if page is not None:
                 # Added here, on the loop, never from a reader thread.
@@ -585,7 +587,9 @@ class SQLiteStorage(Backend):
 
         def read(conn: sqlite3.Connection) -> JoinedPage:
             # SQLite joins the bodies itself: one row comes back instead of one per event.
-            count, last, joined, more, pruned = conn.execute(_JOINED_PAGE, (webhook_id, after_seq, limit)).fetchone()
+            count, last, joined, more, pruned = conn.execute(
+                _JOINED_PAGE, (webhook_id, after_seq, limit, separator)
+            ).fetchone()
             return JoinedPage(
                 joined=joined or b"", count=count, last_seq=last, has_more=bool(more), pruned_through=int(pruned)
             )
@@ -966,7 +970,12 @@ def _forget_deliveries(conn: sqlite3.Connection, webhook_ids: list[str]) -> None
 
 
 def _recent_page(
-    bodies: RecentBodies, webhook_id: str, after_seq: int, limit: int, conn: sqlite3.Connection
+    bodies: RecentBodies,
+    webhook_id: str,
+    after_seq: int,
+    limit: int,
+    conn: sqlite3.Connection,
+    separator: bytes = b",",
 ) -> tuple[JoinedPage | None, list[tuple[int, bytes]]]:
     """A page near the head with bodies from memory, and the rows read for those that were not there.
 
@@ -985,13 +994,13 @@ def _recent_page(
             return JoinedPage(b"", 0, None, False, int(pruned)), []
     more = count > limit
     seqs = seqs[:limit]
-    joined = bodies.joined(seqs)
+    joined = bodies.joined(seqs, separator)
     rows: list[tuple[int, bytes]] = []
     if joined is None:
         rows = conn.execute(_FEED_BODIES, (webhook_id, after_seq, limit)).fetchall()
         if len(rows) != len(seqs) or rows[-1][0] != seqs[-1] or rows[0][0] != seqs[0]:
             return None, []
-        joined = b",".join([body for _, body in rows])
+        joined = separator.join([body for _, body in rows])
     page = JoinedPage(joined, len(seqs), seqs[-1], more, int(pruned))
     return page, rows
 

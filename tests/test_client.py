@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from standardwebhooks import Webhook as StandardWebhook
 
@@ -22,6 +23,7 @@ from hookstream_client import (
     AsyncClient,
     BadRequest,
     Client,
+    CursorAhead,
     CursorFile,
     EpochChanged,
     Event,
@@ -34,6 +36,7 @@ from hookstream_client import (
     sign,
     verify,
 )
+from tests.json_only import JsonOnlyServer
 from tests.proxy import Proxy
 from tests.receiver import Receiver, wait_until
 from tests.server import ROOT, Api, Server, message
@@ -54,6 +57,7 @@ def test_the_library_imports_nothing_of_the_server() -> None:
         "for name in ('app', 'storage', 'starlette', 'uvicorn', 'orjson', 'asyncpg', 'sse_starlette'):\n"
         "    sys.modules[name] = None  # importing any of them now fails\n"
         "import hookstream_client, hookstream_client.cli, hookstream_client._listen, hookstream_client._tail\n"
+        "import hookstream_client._export, hookstream_client._lines\n"
         "leaked = sorted(m for m in sys.modules if m.split('.')[0] in ('app', 'storage') and sys.modules[m])\n"
         "assert not leaked, leaked\n"
         "print('ok')\n"
@@ -147,6 +151,40 @@ def test_events_pages_through_the_feed_and_follows_it(tenant: tuple[Api, str, st
         late = next(follow)
         later.join()
         assert isinstance(late, Event) and late.seq > seqs[-1] and late.data == {"message": {"id": "m99"}}
+
+
+def test_poll_lines_gives_the_stored_envelopes_one_a_line_and_reads_a_json_page_from_an_older_server(
+    tenant: tuple[Api, str, str], shared_server: Server
+) -> None:
+    api, account, webhook_id = tenant
+    # Data that reads like the boundary between two envelopes: the older server's page is re-serialized, not cut.
+    tricky = {"items": [{"x": {"a": 1}}, {"id": "y"}], "text": '}\n{"id":"evt', "separators": "\u2028\u2029"}
+    api.ingest(account, *[message(n) for n in range(4)], {"type": "message_received", "data": tricky}, message(5))
+    feed = api.feed(webhook_id)
+    epoch = api.poll(webhook_id)["epoch"]
+    older = JsonOnlyServer(shared_server.port)
+    path = f"/v2/webhooks/{webhook_id}/events"
+    accept = {**api.auth, "accept": "application/x-ndjson"}
+    assert httpx.get(older.url + path, headers=accept).headers["content-type"] == "application/json"
+    assert httpx.get(shared_server.url + path, headers=accept).headers["content-type"] == "application/x-ndjson"
+    try:
+        for url in (shared_server.url, older.url):
+            with Client(url, api.api_key) as client:
+                first = client.poll_lines(webhook_id, after=0, limit=3)
+                assert [json.loads(line) for line in first.lines.splitlines()] == feed[:3]
+                assert (first.count, first.first_seq, first.last_seq) == (3, feed[0]["seq"], feed[2]["seq"])
+                assert first.has_more and first.epoch == epoch and not first.pruned
+                rest = client.poll_lines(webhook_id, after=first.last_seq, wait=1)
+                assert rest.events() == [Event.from_json(envelope) for envelope in feed[3:]], url
+                assert rest.lines.endswith(b"\n") and rest.count == 3 and not rest.has_more
+                empty = client.poll_lines(webhook_id, after=feed[-1]["seq"])
+                assert (empty.lines, empty.count, empty.last_seq, empty.has_more) == (b"", 0, None, False)
+                with pytest.raises(CursorAhead):
+                    client.poll_lines(webhook_id, after=10**9)
+                with pytest.raises(NotFound):
+                    client.poll_lines("0" * 24)
+    finally:
+        older.close()
 
 
 def test_a_cursor_file_gives_at_least_once_processing(
@@ -364,6 +402,9 @@ async def test_the_async_client_has_the_same_methods_and_guarantees(
         with pytest.raises(BadRequest) as bad:
             await client.create_webhook(account, events=["nope.nope"])
         assert bad.value.field == "events"
+        lines = await client.poll_lines(webhook_id, after=seqs[0], limit=3)
+        assert [json.loads(line)["seq"] for line in lines.lines.splitlines()] == seqs[1:4] and lines.has_more
+        assert [e.seq for e in lines.events()] == seqs[1:4] and lines.last_seq == seqs[3]
 
 
 def test_verify_accepts_the_servers_deliveries_plain_and_gzip(start_server: Any) -> None:

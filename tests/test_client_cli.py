@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hookstream_client import verify
+from tests.json_only import JsonOnlyServer
 from tests.proxy import Proxy
 from tests.receiver import Receiver, wait_until
 from tests.server import ROOT, Api, Server, message
@@ -236,6 +237,80 @@ def test_export_writes_the_feed_as_json_lines_and_resumes(shared_server: Server,
     resumed = run_cli("export", webhook_id, "--output", str(output), "--resume", env=env)
     assert resumed.returncode == 0, resumed.stderr
     assert [json.loads(line) for line in output.read_text().splitlines()] == api.feed(webhook_id)
+
+
+def seqs_in(path: Path) -> list[int]:
+    """The seq of each line of a JSON Lines file (split at newlines only, as JSON Lines is)."""
+    return [json.loads(line)["seq"] for line in path.read_bytes().split(b"\n")[:-1]]
+
+
+def test_export_killed_mid_feed_resumes_to_every_seq_once_in_order(
+    shared_server: Server, api: Api, tmp_path: Path
+) -> None:
+    account = api.create_account()
+    webhook_id = api.create_webhook(account)["webhook_id"]
+    for start in range(0, 20_000, 1000):
+        api.ingest(account, *[message(n) for n in range(start, start + 1000)])
+    api.ingest(account, {"type": "message_received", "data": {"text": '}\n{"seq":1}\u2028', "id": "x"}})
+    feed = [e["seq"] for e in api.feed(webhook_id)]
+    proxy = Proxy(shared_server.port)
+    output = tmp_path / "feed.jsonl"
+    argv = [*HOOKSTREAM, "export", webhook_id, "--output", str(output)]
+    export = subprocess.Popen(argv, cwd=ROOT, env=cli_env(proxy.url, api.api_key), stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not (output.exists() and output.stat().st_size) and export.poll() is None:
+            assert time.monotonic() < deadline, "export wrote nothing"
+            time.sleep(0.001)
+        proxy.freeze()  # the pages after the first ones never come
+        time.sleep(0.2)
+        export.send_signal(signal.SIGKILL)
+        export.wait()
+    finally:
+        proxy.close()
+        assert export.stderr is not None
+        export.stderr.close()
+    partial = seqs_in(output)
+    assert 0 < len(partial) < len(feed) and partial == feed[: len(partial)], "whole pages, in order, then the kill"
+    whole = output.read_bytes()
+    output.write_bytes(whole + b'{"id":"evt_cut_off","se')  # as if killed in the middle of a write
+    resumed = run_cli(
+        "export", webhook_id, "--output", str(output), "--resume", env=cli_env(shared_server.url, api.api_key)
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"exported {len(feed) - len(partial)} events" in resumed.stderr
+    assert seqs_in(output) == feed
+    assert output.read_bytes().startswith(whole)
+
+
+def test_export_from_a_server_without_json_lines_pages_writes_the_same_file(
+    shared_server: Server, api: Api, tmp_path: Path
+) -> None:
+    account = api.create_account()
+    webhook_id = api.create_webhook(account)["webhook_id"]
+    for start in (0, 1000):
+        api.ingest(account, *[message(n) for n in range(start, start + 1000)])
+    # A page the older server's JSON cannot be cut at its commas: its envelopes are serialized again.
+    tricky = {"items": [{"x": {"a": 1}}, {"id": "y", "seq": 5}], "text": '}},{"id":"evt\n', "u": "\u2028"}
+    api.ingest(account, {"type": "message_received", "data": tricky}, *[message(n) for n in range(2000, 2500)])
+    older = JsonOnlyServer(shared_server.port)
+    try:
+        direct, fallback = tmp_path / "direct.jsonl", tmp_path / "fallback.jsonl"
+        done = run_cli("export", webhook_id, "-o", str(direct), env=cli_env(shared_server.url, api.api_key))
+        assert done.returncode == 0, done.stderr
+        env = cli_env(older.url, api.api_key)
+        done = run_cli("export", webhook_id, "-o", str(fallback), "--after", "0", env=env)
+        assert done.returncode == 0, done.stderr
+        lines = [json.loads(line) for line in fallback.read_bytes().split(b"\n")[:-1]]
+        assert lines == api.feed(webhook_id) == [json.loads(line) for line in direct.read_bytes().split(b"\n")[:-1]]
+        api.ingest(account, message(2500))
+        resumed = run_cli("export", webhook_id, "-o", str(fallback), "--resume", env=env)
+        assert resumed.returncode == 0 and "exported 1 events" in resumed.stderr, resumed.stderr
+        assert seqs_in(fallback) == [e["seq"] for e in api.feed(webhook_id)]
+        unknown = run_cli("export", "0" * 24, "-o", str(tmp_path / "none.jsonl"), env=env)
+        assert unknown.returncode != 0 and "No webhook" in unknown.stderr and "Traceback" not in unknown.stderr
+    finally:
+        older.close()
 
 
 def test_export_shows_a_progress_bar_with_a_known_total_on_a_terminal(

@@ -245,6 +245,31 @@ def test_answers_across_every_route_are_documented_with_their_bodies(
     assert operations - exercised == {("/openapi.json", "GET")}
 
 
+def test_a_json_lines_page_is_documented_line_by_line_and_header_by_header(document: dict[str, Any], api: Api) -> None:
+    account = api.create_account()
+    webhook = api.create_webhook(account)["webhook_id"]
+    api.ingest(account, {"type": "message.new", "data": {"id": "m1"}}, {"type": "message.new", "data": {"id": "m2"}})
+    response = document["paths"]["/v2/webhooks/{webhook_id}/events"]["get"]["responses"]["200"]
+    envelope = Draft202012Validator({**document["components"]["schemas"]["Envelope"], **document})
+    for media in ("application/x-ndjson", "application/jsonl"):
+        for params in ({"afterSeq": 0, "limit": 1}, {"afterSeq": 2}):
+            page = api.http.get(f"/v2/webhooks/{webhook}/events", params=params, headers={**api.auth, "accept": media})
+            assert page.status_code == 200 and page.headers["content-type"] == media
+            assert response["content"][media]["schema"]["type"] == "string"
+            for line in page.content.splitlines():
+                assert not list(envelope.iter_errors(orjson.loads(line))), line
+            for name, header in response["headers"].items():
+                value = page.headers.get(name)
+                assert value is not None or not header.get("required"), name
+                if value is not None:
+                    typed = {"boolean": lambda v: v == "true", "integer": int}.get(header["schema"].get("type"), str)
+                    assert value in ("true", "false") or header["schema"].get("type") != "boolean", name
+                    problems = list(Draft202012Validator(header["schema"]).iter_errors(typed(value)))
+                    assert not problems, (name, value, problems)
+            documented = {name.lower() for name in response["headers"]}
+            assert {name for name in page.headers if name.startswith("hookstream-")} <= documented
+
+
 def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_document(
     start_server: Callable[..., Server], connect: Callable[..., Api], tmp_path: Path
 ) -> None:

@@ -374,6 +374,32 @@ async def test_a_joined_page_is_the_same_page_as_read_feed_with_its_bodies_joine
     assert last_page.count == 10 and last_page.has_more is False
 
 
+async def test_a_joined_page_takes_its_separator_from_memory_and_from_the_database_alike(
+    storage_backend: Storage, same_backend: Callable[[], Storage]
+) -> None:
+    """A newline makes the page JSON Lines (polling's `application/x-ndjson`); the comma stays the default."""
+    account_id, hook = await monitored_account(storage_backend, ("message.new",))
+    await storage_backend.append(account_id, [event("message.new" if n % 3 else "email.new") for n in range(250)])
+    truth = await storage_backend.read_feed(hook.id, 0, 10_000)
+    other = same_backend()  # holds none of these bodies in memory: it reads them from the database
+    await other.open()
+    try:
+        deadline = time.monotonic() + 10
+        while len((await other.read_feed(hook.id, 0, 10_000)).events) < len(truth.events):
+            assert time.monotonic() < deadline, "the other instance never saw the commits"
+            await asyncio.sleep(0.05)
+        for reader in (storage_backend, other):
+            for after, limit in ((0, 100), (0, 1000), (57, 7), (truth.events[-3].seq, 100), (10_000_000, 100)):
+                expected = [e.body for e in truth.events if e.seq > after][:limit]
+                for separator in (b"\n", b","):
+                    page = await reader.read_feed_joined(hook.id, after, limit, separator)
+                    assert page.joined == separator.join(expected)
+                    assert page.count == len(expected)
+                assert (await reader.read_feed_joined(hook.id, after, limit)).joined == b",".join(expected)
+    finally:
+        await other.close()
+
+
 @pytest.mark.parametrize("filters", [("all",), ("message.new",)])
 async def test_another_instance_serves_the_same_pages_of_events_it_did_not_commit(
     storage_backend: Storage, same_backend: Callable[[], Storage], filters: tuple[str, ...]
