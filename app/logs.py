@@ -29,10 +29,12 @@ _SANE_ID = re.compile(rb"[\x20-\x7e]{1,128}")
 class _Current:
     """The request a task is serving; `id` is cleared when the response ends."""
 
-    __slots__ = ("id",)
+    __slots__ = ("header", "id")
 
-    def __init__(self, request_id: str) -> None:
-        self.id: str | None = request_id
+    def __init__(self, request_id: bytes) -> None:
+        self.id: str | None = request_id.decode("latin-1")
+        # What every response to this request carries.
+        self.header = (b"x-request-id", request_id)
 
 
 # A holder rather than the id itself: tasks started during a request (a monitor, a delivery) copy the
@@ -56,6 +58,22 @@ def new_request_id() -> bytes:
     return b"%s%08x" % (_PREFIX, next(_COUNTER) & 0xFFFFFFFF)
 
 
+def begin_request(scope: Scope) -> _Current:
+    """Make this HTTP request's id current for log lines: the caller's when sane, else a new one.
+
+    The caller adds `.header` to the response and sets `.id` to None once the response has ended.
+    """
+    request_id = None
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            if _SANE_ID.fullmatch(value) and value.strip():
+                request_id = value
+            break
+    current = _Current(request_id or new_request_id())
+    _current.set(current)
+    return current
+
+
 class RequestIds:
     """Give every HTTP response an `X-Request-Id`: the caller's when sane, else a new one."""
 
@@ -66,17 +84,8 @@ class RequestIds:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                if _SANE_ID.fullmatch(value) and value.strip():
-                    request_id = value
-                break
-        if request_id is None:
-            request_id = new_request_id()
-        header = (b"x-request-id", request_id)
-        current = _Current(request_id.decode("latin-1"))
-        _current.set(current)
+        current = begin_request(scope)
+        header = current.header
 
         def send_with_id(message: Message) -> Any:
             if message["type"] == "http.response.start":

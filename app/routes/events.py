@@ -127,5 +127,5 @@ def _page_body(page: JoinedPage, epoch: str, *, pruned: bool) -> bytes:
 
 routes = [
     Route("/v2/webhooks/{webhook_id}/events", BareEndpoint(poll_events), methods=["GET"]),
-    Route("/v2/accounts/{account_id}/events", ingest, methods=["POST"]),
+    Route("/v2/accounts/{account_id}/events", BareEndpoint(ingest), methods=["POST"]),
 ]
