@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -103,6 +104,25 @@ async def prune_forever(ctx: Context) -> None:
         await asyncio.sleep(settings.retention_interval)
 
 
+# Allocations between two passes over the youngest objects (CPython's default is 700).
+_YOUNG_THRESHOLD = 20_000
+
+
+def _collect_less() -> tuple[int, int, int]:
+    """Keep start-up's objects out of every later garbage collection and collect young objects less often.
+
+    Under load a request holds a few dozen objects while it waits for its commit; with 64 requests in
+    flight the youngest generation filled several times per group commit, and every few passes a full
+    one walked the ~50,000 modules, classes and functions loaded at start-up: 25-40 µs of an ingest's CPU,
+    for nothing, since the request path makes no reference cycles. Returns the threshold it replaced.
+    """
+    threshold = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(max(threshold[0], _YOUNG_THRESHOLD), threshold[1], threshold[2])
+    return threshold
+
+
 class _Front:
     """Request ids and the answers to errors, in one pure-ASGI layer around the router.
 
@@ -197,9 +217,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         retention = asyncio.create_task(prune_forever(ctx), name="hookstream-retention")
         for service in ctx.services:
             await service.start()
+        threshold = _collect_less()
         try:
             yield
         finally:
+            gc.unfreeze()
+            gc.set_threshold(*threshold)
             for service in reversed(ctx.services):
                 await service.stop()
             retention.cancel()
