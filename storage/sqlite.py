@@ -131,6 +131,8 @@ _COMMITTED_AFTER = (
     " FROM webhooks w JOIN feed f ON f.webhook_id = w.id AND f.seq = e.seq WHERE w.account_id = e.account_id)"
     " FROM events e WHERE e.seq > ? ORDER BY e.seq LIMIT ?"
 )
+# How long, as a share of the last commit's time, a batch waits for the callers that commit answered.
+_LINGER = 0.5
 # How often a process looks for commits it was not woken for: a safety net behind the datagrams,
 # and the only wake-up where they cannot be used.
 _HEAD_CHECK_SECONDS = 1.0
@@ -235,6 +237,7 @@ class SQLiteStorage(Backend):
             max_batch=max_batch,
             name="hookstream-sqlite-writer",
             unavailable=_unavailable,
+            linger=_LINGER,
         )
         self._head_check: asyncio.Task[None] | None = None
         self._epoch = ""
