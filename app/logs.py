@@ -1,10 +1,11 @@
 """Log lines on standard output, as text or one JSON object per line, and the request id each one carries.
 
 On a PaaS the logs are the operator's only window, and a router's request id is how a line is found
-again. `RequestIds` is pure ASGI and wraps the whole app (outside Starlette's error middleware, so a
-500 carries the id too): it reads or makes the id, keeps it in a context variable for the formatters,
-and adds one header to `http.response.start`. Its `send` wrapper is a plain function that returns the
-inner `send`'s awaitable, so the stream and polling hot paths pay one call per message, no coroutine.
+again. `begin_request` reads or makes the id and keeps it in a context variable for the formatters;
+the app's one front layer (`app.main._Front`, which also answers errors, so a 500 carries the id too)
+adds it to `http.response.start`. `RequestIds` does the same as a layer of its own, outside
+Starlette's error middleware, when other middleware (CORS) must sit between. Either `send` wrapper is
+a plain function that returns the inner `send`'s awaitable: one call per message, no coroutine.
 """
 
 from __future__ import annotations
