@@ -4,8 +4,11 @@ Every write is a job on one queue. The loop takes the first job waiting and ever
 queued behind it (up to `max_batch`), has the backend run them in one transaction, then
 publishes what that transaction appended and answers each job's caller with its own
 result or error. A caller is answered only after the commit, so an answer means durable.
-How a batch runs (a thread with a plain connection, or an async driver; savepoints per
-job) is the backend's; this module holds only the shape around it.
+With `linger`, the loop first waits a little (a share of the last commit's time) for the
+callers the last commit answered, so producers that post one event at a time share a commit
+rather than taking turns in two halves. How a batch runs (a thread with a plain connection,
+or an async driver; savepoints per job) is the backend's; this module holds only the shape
+around it.
 """
 
 from __future__ import annotations
