@@ -54,7 +54,7 @@ async def customer(request: Request) -> ApiKey:
 def require_admin(request: Request) -> None:
     """Pass only with `Authorization: Bearer <HOOKSTREAM_ADMIN_TOKEN>`."""
     expected = context(request).settings.admin_token
-    header = request.headers.get("authorization", "")
+    header = header_value(request, b"authorization") or ""
     scheme, _, token = header.partition(" ")
     if not header:
         raise MissingAdminToken("Send the admin token as 'Authorization: Bearer <token>'.")

@@ -1,10 +1,11 @@
 """Log lines on standard output, as text or one JSON object per line, and the request id each one carries.
 
 On a PaaS the logs are the operator's only window, and a router's request id is how a line is found
-again. `RequestIds` is pure ASGI and wraps the whole app (outside Starlette's error middleware, so a
-500 carries the id too): it reads or makes the id, keeps it in a context variable for the formatters,
-and adds one header to `http.response.start`. Its `send` wrapper is a plain function that returns the
-inner `send`'s awaitable, so the stream and polling hot paths pay one call per message, no coroutine.
+again. `begin_request` reads or makes the id and keeps it in a context variable for the formatters;
+the app's one front layer (`app.main._Front`, which also answers errors, so a 500 carries the id too)
+adds it to `http.response.start`. `RequestIds` does the same as a layer of its own, outside
+Starlette's error middleware, when other middleware (CORS) must sit between. Either `send` wrapper is
+a plain function that returns the inner `send`'s awaitable: one call per message, no coroutine.
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ _SANE_ID = re.compile(rb"[\x20-\x7e]{1,128}")
 class _Current:
     """The request a task is serving; `id` is cleared when the response ends."""
 
-    __slots__ = ("id",)
+    __slots__ = ("header", "id")
 
-    def __init__(self, request_id: str) -> None:
-        self.id: str | None = request_id
+    def __init__(self, request_id: bytes) -> None:
+        self.id: str | None = request_id.decode("latin-1")
+        # What every response to this request carries.
+        self.header = (b"x-request-id", request_id)
 
 
 # A holder rather than the id itself: tasks started during a request (a monitor, a delivery) copy the
@@ -56,6 +59,22 @@ def new_request_id() -> bytes:
     return b"%s%08x" % (_PREFIX, next(_COUNTER) & 0xFFFFFFFF)
 
 
+def begin_request(scope: Scope) -> _Current:
+    """Make this HTTP request's id current for log lines: the caller's when sane, else a new one.
+
+    The caller adds `.header` to the response and sets `.id` to None once the response has ended.
+    """
+    request_id = None
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            if _SANE_ID.fullmatch(value) and value.strip():
+                request_id = value
+            break
+    current = _Current(request_id or new_request_id())
+    _current.set(current)
+    return current
+
+
 class RequestIds:
     """Give every HTTP response an `X-Request-Id`: the caller's when sane, else a new one."""
 
@@ -66,17 +85,8 @@ class RequestIds:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                if _SANE_ID.fullmatch(value) and value.strip():
-                    request_id = value
-                break
-        if request_id is None:
-            request_id = new_request_id()
-        header = (b"x-request-id", request_id)
-        current = _Current(request_id.decode("latin-1"))
-        _current.set(current)
+        current = begin_request(scope)
+        header = current.header
 
         def send_with_id(message: Message) -> Any:
             if message["type"] == "http.response.start":

@@ -10,6 +10,7 @@ time it asks for the time.
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -33,9 +34,16 @@ def iso_micros(micros: int | None = None) -> str:
     """ISO 8601 UTC with microseconds and `Z`; now when no time is given."""
     if micros is None:
         micros = wall_micros()
+    seconds, fraction = divmod(micros, 1_000_000)
+    return f"{_iso_second(seconds)}.{fraction:06d}Z"
+
+
+@functools.lru_cache(maxsize=8)
+def _iso_second(seconds: int) -> str:
     # Integer arithmetic, not a float of seconds, so far-off times keep their microseconds; and
     # isoformat, not strftime's %Y, which writes the year 861 as `861` and shifts every field after it.
-    return (_EPOCH + timedelta(microseconds=micros)).isoformat(timespec="microseconds") + "Z"
+    # Cached: every response and every ingested event is stamped, mostly within the same second.
+    return (_EPOCH + timedelta(seconds=seconds)).isoformat(timespec="seconds")
 
 
 def iso_millis(micros: int | None = None) -> str:

@@ -274,6 +274,49 @@ async def test_a_failing_append_in_a_group_does_not_undo_the_others(storage_back
     assert len(await feed_seqs(storage_backend, hook.id)) == 20
 
 
+async def test_concurrent_appends_giving_one_id_store_it_once_with_the_first_seq(storage_backend: Storage) -> None:
+    account_id, hook = await monitored_account(storage_backend)
+    results = await asyncio.gather(
+        *(storage_backend.append(account_id, [event(), event(event_id="evt_shared")]) for _ in range(30))
+    )
+    shared = [r.appended[1] for r in results]
+    assert [a.created for a in shared] == [True] + [False] * 29
+    assert {a.seq for a in shared} == {shared[0].seq}
+    assert len(await feed_seqs(storage_backend, hook.id)) == 31
+
+
+async def test_a_conflicting_append_in_a_group_is_refused_alone(storage_backend: Storage) -> None:
+    first, first_hook = await monitored_account(storage_backend)
+    second, second_hook = await monitored_account(storage_backend)
+    outcomes = await asyncio.gather(
+        *(storage_backend.append(first, [event(event_id=f"evt_first_{i}")]) for i in range(10)),
+        storage_backend.append(second, [event(), event(event_id="evt_first_3")]),
+        *(storage_backend.append(second, [event()]) for _ in range(10)),
+        return_exceptions=True,
+    )
+    refused = outcomes[10]
+    assert isinstance(refused, EventIdConflict) and refused.event_id == "evt_first_3"
+    assert not any(isinstance(o, BaseException) for i, o in enumerate(outcomes) if i != 10)
+    assert len(await feed_seqs(storage_backend, first_hook.id)) == 10
+    assert len(await feed_seqs(storage_backend, second_hook.id)) == 10
+
+
+async def test_an_append_the_database_refuses_in_a_group_undoes_only_itself(storage_backend: Storage) -> None:
+    account_id, hook = await monitored_account(storage_backend)
+    await storage_backend.append(account_id, [event(event_id="evt_taken")])
+    # Minted ids are never looked up, so one that is taken after all meets the table's unique index.
+    clash = event(event_id="evt_taken")._replace(minted=True)
+    outcomes = await asyncio.gather(
+        *(storage_backend.append(account_id, [event()]) for _ in range(5)),
+        storage_backend.append(account_id, [event(), clash]),
+        *(storage_backend.append(account_id, [event()]) for _ in range(5)),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[5], Exception)
+    assert not any(isinstance(o, BaseException) for i, o in enumerate(outcomes) if i != 5)
+    assert len(await feed_seqs(storage_backend, hook.id)) == 11
+
+
 async def test_accounts_are_created_listed_and_deleted_with_their_webhooks(storage_backend: Storage) -> None:
     account = await storage_backend.create_account("acc_a", KEY, "Alice", "ingest")
     assert account.active_webhooks == 0 and account.name == "Alice"

@@ -228,5 +228,5 @@ def _weight(media: str, ranges: list[tuple[str, float]]) -> float:
 
 routes = [
     Route("/v2/webhooks/{webhook_id}/events", BareEndpoint(poll_events), methods=["GET"]),
-    Route("/v2/accounts/{account_id}/events", ingest, methods=["POST"]),
+    Route("/v2/accounts/{account_id}/events", BareEndpoint(ingest), methods=["POST"]),
 ]

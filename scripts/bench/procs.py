@@ -190,7 +190,7 @@ def hookstream(workdir: Path, database: Path | str, env: dict[str, str] | None =
     )
 
 
-def anchor_app(workdir: Path, name: str, module: str, env: dict[str, str]) -> Service:
+def anchor_app(workdir: Path, name: str, module: str, env: dict[str, str], *, workers: int = 1) -> Service:
     """A bare Starlette/sse-starlette anchor under uvicorn with the same loop and parser as hookstream."""
     return Service(
         name,
@@ -212,6 +212,7 @@ def anchor_app(workdir: Path, name: str, module: str, env: dict[str, str]) -> Se
             "warning",
             "--app-dir",
             str(ROOT / "scripts/bench"),
+            *(["--workers", str(workers)] if workers > 1 else []),
         ],
         workdir,
         env=env,

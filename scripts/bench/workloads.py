@@ -271,18 +271,26 @@ def ingest_single(plan: Plan) -> list[Row]:
     vs_bare.notes.append(
         f"anchor: uvicorn + Starlette parsing each body and answering 201, p99 {anchor['p99_us'] / 1000:.1f} ms"
     )
-    return [vs_sqlite, vs_bare, _ingest_single_workers(plan, directory, body_file, vs_sqlite)]
+    return [vs_sqlite, vs_bare, *_ingest_single_workers(plan, directory, body_file, vs_sqlite, envelopes)]
 
 
-def _ingest_single_workers(plan: Plan, directory: Path, body_file: Path, one: Row) -> Row:
-    """The same POSTs to WEB_CONCURRENCY=2 processes sharing the file, against one process of the same run."""
-    row = Row("ingest-single", one.metric + ", WEB_CONCURRENCY=2", "events/s", "itself, 1 process", "—", "none", 0.0)
+def _ingest_single_workers(
+    plan: Plan, directory: Path, body_file: Path, one: Row, envelopes: list[NewEvent]
+) -> list[Row]:
+    """The same POSTs to WEB_CONCURRENCY=2 processes sharing the file, against one process of the same run, and
+    against the anchors on every core too: the bare app with two workers, alternated run by run, and sqlite3."""
+    metric = one.metric + ", WEB_CONCURRENCY=2"
+    row = Row("ingest-single", metric, "events/s", "itself, 1 process", "—", "none", 0.0)
+    vs_sqlite = Row("ingest-single", metric, "events/s", "sqlite3, one transaction per event", "≥ 3×", "higher", 3.0)
+    vs_bare = Row("ingest-single", metric, "events/s", "bare Starlette, 2 workers, no storage", "≥ 0.5", "higher", 0.5)
     database = directory / "workers.db"
     env = {"HOOKSTREAM_SQLITE_SYNCHRONOUS": plan.synchronous, "WEB_CONCURRENCY": "2"}
-    with hookstream(plan.workdir, database, env) as server:
+    bare = anchor_app(plan.workdir, "ingest-anchor-2", "anchors.ingest_app", {}, workers=2)
+    with hookstream(plan.workdir, database, env) as server, bare:
         _, account, _ = create_tenant(server.port)
         args = [f"/v2/accounts/{account}/events", ADMIN_TOKEN, str(body_file)]
-        wrk(server.port, "ingest.lua", args, threads=2, connections=SINGLE_CONNECTIONS, seconds=1)
+        for port in (server.port, bare.port):
+            wrk(port, "ingest.lua", args, threads=2, connections=SINGLE_CONNECTIONS, seconds=1)
         for _ in range(plan.runs):
             before = _head_seq(database)
             result = wrk(
@@ -291,12 +299,22 @@ def _ingest_single_workers(plan: Plan, directory: Path, body_file: Path, one: Ro
             grown = _head_seq(database) - before
             if result["bad"] or grown < result["created"] or grown - result["created"] > SINGLE_CONNECTIONS:
                 raise CheckFailed(f"ingest-single, 2 processes: {result['created']} acknowledged, log grew by {grown}")
-            row.ours.append(result["created"] / result["seconds"])
+            ours = result["created"] / result["seconds"]
+            for both in (row, vs_sqlite, vs_bare):
+                both.ours.append(ours)
+            vs_sqlite.theirs.append(_sqlite_ingest(directory / "anchor.db", envelopes, plan.synchronous, plan.seconds))
+            anchor = wrk(bare.port, "ingest.lua", args, threads=2, connections=SINGLE_CONNECTIONS, seconds=plan.seconds)
+            if anchor["bad"]:
+                raise CheckFailed(
+                    f"ingest-single anchor, 2 workers: {anchor['bad']} failed: {anchor.get('first_error')}"
+                )
+            vs_bare.theirs.append(anchor["created"] / anchor["seconds"])
     row.theirs = list(one.ours)
     row.notes.append(
         f"2 processes on one file, p99 {result['p99_us'] / 1000:.1f} ms; log growth checked against the 201s"
     )
-    return row
+    vs_bare.notes.append(f"anchor: the bare app under uvicorn --workers 2, p99 {anchor['p99_us'] / 1000:.1f} ms")
+    return [row, vs_sqlite, vs_bare]
 
 
 def _head_seq(path: Path) -> int:
