@@ -14,11 +14,12 @@ tail is only right because `publish` sees every commit once and in seq order
 (the storage contract); a stream whose cursor is older than the tail reads
 storage.
 
-A publish hands each watcher one `Growth`: the new events as one SSE body and as
-one HTTP/1.1 chunk, and the seq range a watcher must be at for that chunk to be
-exactly what it misses. A stream parked at the live tail then writes those very
-bytes to its socket from inside `publish` — no task wake-up, no formatting per
-subscriber (see app/streaming.py).
+A publish hands each watcher one `Growth` (once the commit's own callers have been
+answered): the new events as one HTTP/1.1 chunk, and the seq range a watcher must
+be at for that chunk to be exactly what it misses. A stream parked at the live
+tail then writes those very bytes to its socket in that one loop over the
+webhook's watchers — no task wake-up, no formatting per subscriber (see
+app/streaming.py).
 """
 
 from __future__ import annotations
@@ -134,14 +135,23 @@ class Hub:
                     tail.append(framed)
         for webhook_id in grown:
             self._set_waiters(webhook_id)
+        if fresh:
+            growths = [(webhook_id, Growth(since, frames)) for webhook_id, (since, frames) in fresh.items()]
+            # Written after the commit's own callers are answered (their wake-ups are queued right after this
+            # call, hence two hops): a producer's next request then does not wait behind a thousand socket
+            # writes, and its commit overlaps them. Each watcher's cursor decides what a growth still gives it.
+            loop = asyncio.get_running_loop()
+            loop.call_soon(loop.call_soon, self._fan_out, growths)
+
+    def _fan_out(self, growths: list[tuple[str, Growth]]) -> None:
+        for webhook_id, growth in growths:
             watchers = self._watchers.get(webhook_id)
-            if watchers:
-                since, frames = fresh[webhook_id]
-                growth = Growth(since, frames)
-                for watcher in list(watchers):
-                    watcher.feed_grew(growth)
-                if watchers:  # empty when the last one went away meanwhile, and the tail with it
-                    tails[webhook_id].trim(min(watcher.cursor for watcher in watchers))
+            if not watchers:
+                continue
+            for watcher in list(watchers):
+                watcher.feed_grew(growth)
+            if watchers:  # empty when the last one went away meanwhile, and the tail with it
+                self._tails[webhook_id].trim(min(watcher.cursor for watcher in watchers))
 
     def wake(self, webhook_id: str) -> None:
         """Wake every reader of this webhook because the webhook changed (stopped, started, updated, deleted)."""

@@ -10,9 +10,9 @@ after the cursor means no duplicate.
 
 A caught-up stream then *parks*: the request is handed over (`app._http`), so
 the request's task, its scope and uvicorn's request state all go, and the stream
-is a small object the hub holds. A commit then writes the hub's ready-made HTTP
-chunk to every parked stream's transport from inside `Hub.publish` — one commit
-is one loop over the webhook's streams, with no task woken. Anything that needs
+is a small object the hub holds. The hub then writes each commit's ready-made
+HTTP chunk to every parked stream's transport — one commit is one loop over the
+webhook's streams, with no task woken. Anything that needs
 more than that one write (an event the chunk does not cover, the webhook
 changing, the client's buffer draining after it fell behind) runs the same loop
 again as a short task, which parks the stream once it is caught up. One
