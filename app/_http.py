@@ -40,6 +40,7 @@ import functools
 import http
 import logging
 import resource
+from collections import deque
 from typing import Any, NamedTuple, Protocol
 
 from uvicorn.config import Config
@@ -124,6 +125,9 @@ class HandedOver(Protocol):
 
     def server_closing(self) -> None: ...
 
+
+# A handed-over connection's pipeline: never used again, and holding nothing (maxlen 0).
+_NO_PIPELINE: deque[Any] = deque(maxlen=0)
 
 # Connections waiting for a request's headers, oldest first: the ones a new connection may close at the cap.
 _idle: dict[BoundedHttpToolsProtocol, None] = {}
@@ -229,17 +233,25 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.headers = None  # type: ignore[assignment]
         self.parser = None  # type: ignore[assignment]
         self.url = b""
+        # The response tracks the transport's writing itself; an idle stream need not keep uvicorn's
+        # flow control (an asyncio.Event and its deque) or a pipeline deque of its own.
+        if self.flow.write_paused:
+            response.writing_paused()  # the transport says so only once, and it already has
+        self.flow = None  # type: ignore[assignment]
+        self.pipeline = _NO_PIPELINE
         return self.transport
 
     def pause_writing(self) -> None:
-        super().pause_writing()
         if self.handed_over is not None:
             self.handed_over.writing_paused()
+        else:
+            super().pause_writing()
 
     def resume_writing(self) -> None:
-        super().resume_writing()
         if self.handed_over is not None:
             self.handed_over.writing_resumed()
+        else:
+            super().resume_writing()
 
     def shutdown(self) -> None:
         if self.handed_over is not None:

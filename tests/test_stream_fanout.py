@@ -173,34 +173,42 @@ def test_idle_streams_each_get_heartbeats_and_stopping_the_webhook_ends_them_all
     assert all(s.ended for s in subscribers)
 
 
+@pytest.mark.parametrize("backlog_first", [False, True], ids=["from-the-live-tail", "from-a-backlog"])
 def test_a_reader_that_pauses_catches_up_from_its_cursor_and_then_gets_live_events(
-    start_server: Any, tmp_path: Path
+    start_server: Any, backlog_first: bool
 ) -> None:
     # A backlog large enough that the pause is tolerated, not cut.
     server = start_server({"HOOKSTREAM_STREAM_BACKLOG": "10000"})
+    blob = "x" * 50_000
+    produced: list[int] = []
+
+    def produce(rounds: range) -> None:
+        # Much more than the socket buffers hold, while the client reads nothing.
+        for round_ in rounds:
+            batch = [{"type": "message_received", "data": {"n": round_ * 2 + n, "blob": blob}} for n in range(2)]
+            produced.extend(item["seq"] for item in api.ingest(account, *batch))
+
     with contextlib.closing(Api(server)) as api:
         account, webhook_id = hosted_webhook(api)
+        if backlog_first:
+            # The stream starts behind: its catch-up fills the buffers before it is handed over.
+            produce(range(30))
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.connect(("127.0.0.1", server.port))
-        sock.sendall(
-            f"GET /v2/webhooks/{webhook_id}/stream HTTP/1.1\r\nhost: x\r\nx-api-key: {api.api_key}\r\n\r\n".encode()
-        )
+        query = "?afterSeq=0" if backlog_first else ""
+        path = f"/v2/webhooks/{webhook_id}/stream{query}"
+        sock.sendall(f"GET {path} HTTP/1.1\r\nhost: x\r\nx-api-key: {api.api_key}\r\n\r\n".encode())
         received = bytearray(sock.recv(4096))
         while b"retry:" not in received:
             received += sock.recv(4096)
-        blob = "x" * 50_000
-        produced: list[int] = []
-        # Much more than the socket buffers hold, while the client reads nothing.
-        for round_ in range(30):
-            batch = [{"type": "message_received", "data": {"n": round_ * 2 + n, "blob": blob}} for n in range(2)]
-            produced += [item["seq"] for item in api.ingest(account, *batch)]
+        produce(range(30, 50 if backlog_first else 60))
         time.sleep(0.5)
         reading = threading.Thread(target=_read_into, args=(sock, received), daemon=True)
         reading.start()
         time.sleep(1.0)
         # Once drained, the stream is back at the live tail.
-        produced += [item["seq"] for item in api.ingest(account, message(1), message(2))]
+        produced.extend(item["seq"] for item in api.ingest(account, message(1), message(2)))
         deadline = time.monotonic() + 20
         while _seqs(bytes(received))[-1:] != produced[-1:] and time.monotonic() < deadline:
             time.sleep(0.05)
