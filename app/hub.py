@@ -26,11 +26,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections import defaultdict, deque
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
 from storage.base import Committed, StoredEvent
+
+logger = logging.getLogger("hookstream.hub")
 
 # Most events a watched webhook's tail holds for its slowest stream before that stream reads storage instead.
 TAIL_LIMIT = 1024
@@ -149,7 +152,10 @@ class Hub:
             if not watchers:
                 continue
             for watcher in list(watchers):
-                watcher.feed_grew(growth)
+                try:
+                    watcher.feed_grew(growth)
+                except Exception:  # one broken stream must not keep the event from the others
+                    logger.exception("a stream of webhook %s failed to take new events", webhook_id)
             if watchers:  # empty when the last one went away meanwhile, and the tail with it
                 self._tails[webhook_id].trim(min(watcher.cursor for watcher in watchers))
 

@@ -357,6 +357,7 @@ class FeedStream:
     def _abandon(self) -> None:
         """End the stream without its closing chunk; the connection is then closed."""
         self._abandoned = True
+        self._live = False
         if self._cancel is not None:
             self._cancel.cancel()
         elif self._transport is not None:
