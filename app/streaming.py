@@ -266,19 +266,22 @@ class FeedStream:
 
     def feed_grew(self, growth: Growth) -> None:
         """Write the new events now if the stream is parked at the live tail; else see to it they get sent."""
-        if self._live and self._send_started is None:
-            if growth.since <= self.cursor < growth.first:
-                assert self._transport is not None
-                self._transport.write(growth.chunk)
-                self.cursor = growth.last
-                self._last_sent = time.monotonic()
-                self.streams.sent_directly += growth.count
-            else:
-                self._run_in_task()
-            return
-        self._wake()
-        if self._send_started is None:
-            return
+        if self._live:
+            if self._send_started is None:
+                if growth.since <= self.cursor < growth.first:
+                    assert self._transport is not None
+                    self._transport.write(growth.chunk)
+                    self.cursor = growth.last
+                    self._last_sent = time.monotonic()
+                    self.streams.sent_directly += growth.count
+                else:
+                    self._run_in_task()
+                return
+            # The client's buffer is full: nothing more goes in; when it drains, the stream catches up.
+        else:
+            self._wake()
+            if self._send_started is None:
+                return
         self._missed += growth.count
         if (
             self._missed > self.streams.ctx.settings.stream_backlog
@@ -490,15 +493,16 @@ class FeedStream:
                 self._send_started = None
                 self._missed = 0
             return
-        assert self._transport is not None
-        self._transport.write(b"%x\r\n%b\r\n" % (len(body), body))
-        # A full buffer: the connection says when it drains (`writing_resumed`) or goes (the task is cancelled).
+        # As uvicorn's `send` does: into a full buffer nothing more goes until it drains (`writing_resumed`)
+        # or the connection goes (the task is cancelled).
         while self._send_started is not None:
             self._drained = asyncio.get_running_loop().create_future()
             try:
                 await self._drained
             finally:
                 self._drained = None
+        assert self._transport is not None
+        self._transport.write(b"%x\r\n%b\r\n" % (len(body), body))
 
     async def _woken_up(self) -> None:
         """Return once `_wake` has been called since the loop last looked."""
