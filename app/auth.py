@@ -91,7 +91,8 @@ async def webhook_by_id(request: Request, webhook_id: str, *, cached: bool = Fal
     """The webhook with this id, whoever owns it; None when unknown.
 
     `cached` serves reads that need only ownership (polling) from a cache that this
-    process's own changes keep exact and another process's changes reach within a second.
+    process's own changes keep exact and another process's changes reach within
+    milliseconds (storage tells of them), a second at most when that news is lost.
     """
     ctx = context(request)
     webhook = ctx.webhooks.get(webhook_id) if cached else None

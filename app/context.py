@@ -21,7 +21,8 @@ from storage.base import ApiKey, LogState, Storage, Webhook, WebhookChange
 
 WebhookListener = Callable[[WebhookChange], Awaitable[None]]
 
-# How stale a cached key, webhook or log watermark may be when another process changed it.
+# How stale a cached key or log watermark may be when another process changed it; a webhook changed
+# elsewhere leaves the cache as soon as storage tells of it, within milliseconds.
 CACHE_SECONDS = 1.0
 
 
@@ -66,6 +67,15 @@ class Context:
         self.hub.wake(change.webhook.id)
         for listener in self.webhook_listeners:
             await listener(change)
+
+    def webhook_changed_elsewhere(self, webhook_id: str | None) -> None:
+        """Another process changed this webhook (None: any may have changed): drop what is cached, wake its readers."""
+        if webhook_id is None:
+            self.webhooks.clear()
+            self.hub.wake_all()
+        else:
+            self.webhooks.discard(webhook_id)
+            self.hub.wake(webhook_id)
 
     async def log_state(self, cursor: int | None = None) -> LogState:
         """The log's epoch, head and retention watermark, read at most once a second.

@@ -443,6 +443,9 @@ class DeliveryEngine:
             created_at=self.now(),
         )
         await self._storage.record_attempt(record, from_cursor=None)
+        if result.gone:
+            # A 410 is the receiver's word whichever event it answers (SPEC §8.1); the answer already says so.
+            await self._disable(webhook, "the receiver answered 410 Gone to the test event")
         return result
 
     # Circuit breaker
@@ -460,7 +463,9 @@ class DeliveryEngine:
         if webhook is None or not webhook.is_active:
             return
         now = self.now()
-        total, failed = await self._storage.attempt_counts(webhook_id, now - int(settings.breaker_window * 1_000_000))
+        state = await self._storage.delivery_state(webhook_id)
+        since = max(now - int(settings.breaker_window * 1_000_000), state.breaker_from or 0)
+        total, failed = await self._storage.attempt_counts(webhook_id, since)
         ratio = failed / total if total else 0.0
         failing = total > 0 and ratio >= settings.breaker_failure_ratio
         if webhook.status == "healthy":
@@ -474,11 +479,15 @@ class DeliveryEngine:
             await self._storage.set_failing_since(webhook_id, None)
             await self._transition(webhook, "healthy")
             return
-        since = (await self._storage.delivery_state(webhook_id)).failing_since
-        if since is None:
+        tripped = state.failing_since
+        if tripped is None:
             await self._storage.set_failing_since(webhook_id, now)
-        elif failing and now - since >= settings.breaker_failed_after * 1_000_000:
-            await self._transition(webhook, "failed", failing_since=iso_millis(since))
+        elif failing and now - tripped >= settings.breaker_failed_after * 1_000_000:
+            await self._transition(webhook, "failed", failing_since=iso_millis(tripped))
+
+    async def restart_breaker(self, webhook_id: str) -> None:
+        """`start` revived a failed or disabled webhook: its breaker counts attempts from now on."""
+        await self._storage.restart_breaker(webhook_id, self.now())
 
     async def _transition(self, webhook: Webhook, status: str, **details: object) -> None:
         ctx = self._ctx

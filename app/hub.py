@@ -2,7 +2,10 @@
 
 The storage backend calls `Hub.publish` once per commit. Long polls and
 streams wait on their own webhook's signal only, so a commit wakes exactly
-the readers whose feed grew, not every open connection.
+the readers whose feed grew, not every open connection. A webhook change
+wakes them too (`wake`), whichever process made it: storage tells of other
+processes' changes (`Storage.watch_webhooks`), and a stream that wakes reads
+its webhook again and ends when it is stopped or gone.
 
 Open streams also register as `FeedWatcher`s. For each webhook that has one,
 the hub keeps a tail of the events that joined its feed since the first
@@ -164,6 +167,11 @@ class Hub:
         self._set_waiters(webhook_id)
         for watcher in list(self._watchers.get(webhook_id, ())):
             watcher.webhook_changed()
+
+    def wake_all(self) -> None:
+        """Wake every reader of every webhook: any of them may have changed unheard (a lost connection)."""
+        for webhook_id in {*self._waiters, *self._watchers}:
+            self.wake(webhook_id)
 
     def _set_waiters(self, webhook_id: str) -> None:
         for event in self._waiters.get(webhook_id, ()):

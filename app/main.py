@@ -129,6 +129,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ctx = Context(
             settings=settings, storage=storage, catalog=catalog, hub=hub, clock=clock_from(settings.test_clock_file)
         )
+        storage.watch_webhooks(ctx.webhook_changed_elsewhere)
         monitors = Monitors(ctx)
         ctx.services.append(monitors)
         ctx.webhook_listeners.append(monitors.webhook_changed)

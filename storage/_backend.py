@@ -34,6 +34,7 @@ from storage.base import (
     Undelivered,
     Webhook,
     WebhookChange,
+    WebhookWatcher,
 )
 
 
@@ -49,9 +50,28 @@ class Backend(ABC):
     def __init__(self, matcher: FeedMatcher) -> None:
         self._matcher = matcher
         self._notifiers: list[LogNotifier] = []
+        self._webhook_watchers: list[WebhookWatcher] = []
 
     def subscribe(self, notifier: LogNotifier) -> None:
         self._notifiers.append(notifier)
+
+    def watch_webhooks(self, watcher: WebhookWatcher) -> None:
+        self._webhook_watchers.append(watcher)
+
+    def _heard_webhook_change(self, webhook_id: str | None) -> None:
+        """Another process changed this webhook (None: any webhook may have changed unheard)."""
+        for watcher in self._webhook_watchers:
+            watcher(webhook_id)
+
+    def _changed_here(self, change: WebhookChange | None) -> WebhookChange | None:
+        """Tell the other processes, where the backend does it after the commit; PostgreSQL does it inside."""
+        if change is not None:
+            self._tell_webhook_changed(change.webhook.id)
+        return change
+
+    @abstractmethod
+    def _tell_webhook_changed(self, webhook_id: str) -> None:
+        """Tell the other processes sharing the database that this webhook changed (committed already)."""
 
     # Encoding of a webhook's filter and flags as the backend's columns hold them.
     @staticmethod
@@ -82,7 +102,12 @@ class Backend(ABC):
         return [] if unstorable(api_key_id) else await self._list_accounts(api_key_id)
 
     async def delete_account(self, account_id: str) -> list[Webhook]:
-        return [] if unstorable(account_id) else await self._delete_account(account_id)
+        if unstorable(account_id):
+            return []
+        deleted = await self._delete_account(account_id)
+        for hook in deleted:
+            self._tell_webhook_changed(hook.id)
+        return deleted
 
     async def create_webhook(self, webhook: Webhook) -> WebhookChange:
         hook = webhook
@@ -127,7 +152,7 @@ class Backend(ABC):
             encode_events=self._encode_filters,
             encode_bool=self._encode_bool,
         )
-        return await self._update_webhook(webhook_id, changes)
+        return self._changed_here(await self._update_webhook(webhook_id, changes))
 
     async def rotate_secret(
         self, webhook_id: str, secret: str, previous_expires_at: int | None
@@ -135,10 +160,10 @@ class Backend(ABC):
         if unstorable(webhook_id):
             return None
         refuse_unstorable("webhook", secret)
-        return await self._rotate_secret(webhook_id, secret, previous_expires_at, now_micros())
+        return self._changed_here(await self._rotate_secret(webhook_id, secret, previous_expires_at, now_micros()))
 
     async def delete_webhook(self, webhook_id: str) -> WebhookChange | None:
-        return None if unstorable(webhook_id) else await self._delete_webhook(webhook_id)
+        return None if unstorable(webhook_id) else self._changed_here(await self._delete_webhook(webhook_id))
 
     # The log
 
@@ -231,6 +256,10 @@ class Backend(ABC):
     async def set_failing_since(self, webhook_id: str, failing_since: int | None) -> None:
         refuse_unstorable("webhook_id", webhook_id)
         await self._set_failing_since(webhook_id, failing_since)
+
+    async def restart_breaker(self, webhook_id: str, at: int) -> None:
+        refuse_unstorable("webhook_id", webhook_id)
+        await self._restart_breaker(webhook_id, at)
 
     async def recover_deliveries(self, webhook_id: str, after_seq: int) -> None:
         refuse_unstorable("webhook_id", webhook_id)
@@ -336,6 +365,9 @@ class Backend(ABC):
 
     @abstractmethod
     async def _set_failing_since(self, webhook_id: str, failing_since: int | None) -> None: ...
+
+    @abstractmethod
+    async def _restart_breaker(self, webhook_id: str, at: int) -> None: ...
 
     @abstractmethod
     async def _recover_deliveries(self, webhook_id: str, after_seq: int) -> None: ...

@@ -172,6 +172,8 @@ class DeliveryState:
 
     cursor_seq: int
     failing_since: int | None
+    # Attempts before this time (µs) do not count for the breaker: set when `start` revives the webhook.
+    breaker_from: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +282,12 @@ class LogNotifier(Protocol):
     def __call__(self, committed: Sequence[Committed], head_seq: int) -> None: ...
 
 
+class WebhookWatcher(Protocol):
+    """Called with the id of a webhook another process changed, or None when changes may have gone unheard."""
+
+    def __call__(self, webhook_id: str | None) -> None: ...
+
+
 class LogStorage(Protocol):
     """The sequenced event log and the feeds materialized from it.
 
@@ -330,10 +338,13 @@ class LogStorage(Protocol):
         """
 
     async def read_feed_joined(self, webhook_id: str, after_seq: int, limit: int) -> JoinedPage:
-        """The same page as `read_feed`, as the inside of a JSON array: what polling sends, built by the database.
+        """The same page as `read_feed`, as the inside of a JSON array: what polling sends.
 
         Its `pruned_through` is read with the page or after it, so a page raced by a
-        prune errs towards saying it was pruned.
+        prune errs towards saying it was pruned. A backend may answer from what this
+        process has heard of the commits instead of reading the database: the page is
+        then the same, never with a gap, but may lag another process's commit by the
+        time its notification takes (never this instance's own, nor a head it has seen).
         """
 
     async def prune(self, older_than: int, batch_size: int) -> int:
@@ -355,6 +366,14 @@ class RegistryStorage(Protocol):
     A lookup by text no row can hold (a NUL, a lone surrogate) finds nothing; a
     write of such text raises UnstorableText.
     """
+
+    def watch_webhooks(self, watcher: WebhookWatcher) -> None:
+        """Call `watcher` when another process sharing the database updates, stops, starts or deletes a webhook.
+
+        It runs on the event loop, within milliseconds of that commit; after a spell in which
+        such news could be lost (a dropped connection), once with None. Changes made by this
+        instance are not reported: its caller knows of them.
+        """
 
     async def create_api_key(self, key_id: str, name: str, key_hash: bytes, prefix: str) -> ApiKey:
         """Store a new key by the hash of its secret, stamped now."""
@@ -533,6 +552,9 @@ class DeliveryStorage(Protocol):
 
     async def set_failing_since(self, webhook_id: str, failing_since: int | None) -> None:
         """Record when the webhook's breaker tripped, or clear it; the cursor is untouched."""
+
+    async def restart_breaker(self, webhook_id: str, at: int) -> None:
+        """Begin the breaker afresh at `at` (µs): not failing, and only attempts from `at` on count."""
 
     async def recover_deliveries(self, webhook_id: str, after_seq: int) -> None:
         """Re-deliver the feed after `after_seq`: the cursor moves back to it (never forward) and later retries go.

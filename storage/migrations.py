@@ -151,6 +151,14 @@ ALTER TABLE deliveries ADD COLUMN first_attempt_at INTEGER;
 CREATE INDEX delivery_attempts_by_seq ON delivery_attempts (webhook_id, seq)
 """,
     ),
+    (
+        5,
+        """
+-- The breaker counts attempts made at or after breaker_from: `start` after `failed` or
+-- `disabled` begins a fresh window, so failures from before the restart do not trip it again.
+ALTER TABLE delivery_state ADD COLUMN breaker_from INTEGER
+""",
+    ),
 ]
 
 # PostgreSQL: the same tables. seq comes from the single row of `log_head`, locked by every
@@ -285,6 +293,12 @@ ALTER TABLE delivery_attempts ADD COLUMN retry_after BIGINT;
 ALTER TABLE deliveries ADD COLUMN first_attempt_at BIGINT;
 -- `undelivered` looks up each feed event's attempts.
 CREATE INDEX delivery_attempts_by_seq ON delivery_attempts (webhook_id, seq)
+""",
+    ),
+    (
+        5,
+        """
+ALTER TABLE delivery_state ADD COLUMN breaker_from BIGINT
 """,
     ),
 ]

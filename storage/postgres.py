@@ -10,12 +10,19 @@ at that moment into one transaction (group commit, as the SQLite writer
 does), so the lock and the fsync are paid once per batch, not per ingest.
 
 Wake-ups cross processes through LISTEN/NOTIFY: an append transaction
-notifies its schema's channel with the new head seq, delivered on commit.
+notifies its schema's channel with the new head seq, delivered on commit;
+a transaction that changes or deletes a webhook notifies `w` and its id,
+and a prune `p` and its watermark, so other processes drop what they hold
+of that webhook and wake its streams.
 Every process listens on a dedicated connection and, when the head moves
 past what it has published, reads the new events and their feed webhooks
 in one query and hands its notifiers the same `Committed` records as a
 local commit. If that connection drops, the process reconnects with
 backoff and catches up from the last seq it published, so nothing is lost.
+
+Everything this process publishes also feeds storage/_feeds.py, which answers a
+page near the head from memory, without a round trip, whenever the process can
+tell it has heard every commit the page could hold.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from storage._backend import AppendPlan, Backend
 from storage._bodies import RecentBodies, gapless_seqs
 from storage._catchup import CatchUp
 from storage._clock import now_micros
+from storage._feeds import RecentFeeds
 from storage._postgres_pool import GuardedPool, unavailable
 from storage._rows import (
     API_KEY_COLUMNS,
@@ -146,11 +154,26 @@ class _Batch:
     committed: list[Committed] = field(default_factory=list)
 
 
-# A page near the head as its feed seqs (one past the limit, for has-more) and the retention watermark.
+_WATERMARK = "(SELECT value FROM meta WHERE key = 'pruned_through')"
+# A page near the head as its feed seqs (one past the limit, for has-more), the head and the watermark.
 _RECENT_PAGE = (
-    "SELECT count(*), min(s), max(s), (SELECT value FROM meta WHERE key = 'pruned_through')"
+    f"SELECT count(*), min(s), max(s), (SELECT seq FROM log_head), {_WATERMARK}"
     " FROM (SELECT seq AS s FROM feed WHERE webhook_id = $1 AND seq > $2 ORDER BY seq LIMIT $3::bigint + 1) page"
 )
+# A page with its bodies, the head and the watermark, all of one snapshot; one row with NULLs when empty.
+_FULL_PAGE = (
+    f"SELECT p.seq, p.body, (SELECT seq FROM log_head), {_WATERMARK} FROM (SELECT 1) one LEFT JOIN LATERAL"
+    " (SELECT f.seq, e.body FROM feed f JOIN events e ON e.seq = f.seq"
+    "  WHERE f.webhook_id = $1 AND f.seq > $2 ORDER BY f.seq LIMIT $3::bigint + 1) p ON true ORDER BY p.seq"
+)
+# Every seq of a feed between a cursor and where this process's memory of it starts, with the head and watermark.
+_BRIDGE = (
+    "SELECT ARRAY(SELECT seq FROM feed WHERE webhook_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq),"
+    f" (SELECT seq FROM log_head), {_WATERMARK}"
+)
+# Notification payloads besides a head seq: a webhook changed, retention moved its watermark.
+_WEBHOOK_CHANGED = "w"
+_PRUNED = "p"
 
 
 class PostgresStorage(Backend):
@@ -180,7 +203,7 @@ class PostgresStorage(Backend):
         self._catch_up = CatchUp(self._committed_after, self._publish, name="hookstream-postgres-catch-up")
         self._queue: GroupCommit[Job[Any]] = GroupCommit(
             self._run_batch,
-            self._catch_up.committed_here,
+            self._committed_here,
             max_batch=max_batch,
             name="hookstream-postgres-writer",
             unavailable=unavailable,
@@ -189,6 +212,9 @@ class PostgresStorage(Backend):
         self._epoch = ""
         # Every commit this process publishes, its own or read from another's, lands here too.
         self._bodies = RecentBodies(event_cache_bytes)
+        self._feeds = RecentFeeds(self._bodies, enabled=event_cache_bytes > 0)
+        # Marks this instance's webhook notifications, which it need not hear back.
+        self._sender = secrets.token_hex(4)
 
     @staticmethod
     def _encode_filters(events: tuple[str, ...]) -> list[str]:
@@ -221,10 +247,12 @@ class PostgresStorage(Backend):
                 await self._migrate(conn)
                 self._epoch = await conn.fetchval("SELECT value FROM meta WHERE key = 'epoch'")
                 head = await conn.fetchval("SELECT seq FROM log_head")
+                pruned = await conn.fetchval(f"SELECT {_WATERMARK}")
         except BaseException:
             await self._pool.close()
             self._pool = None
             raise
+        self._feeds.start(head, int(pruned))
         self._catch_up.start(head)
         self._queue.start()
         self._tasks = [asyncio.create_task(self._listen_forever(), name="hookstream-postgres-listen")]
@@ -322,17 +350,44 @@ class PostgresStorage(Backend):
                 raise
         return outcomes, txn.committed
 
+    def _committed_here(self, committed: list[Committed]) -> None:
+        # Published at once unless another process's commits come first: pages from memory wait for those,
+        # so a caller never reads a page from here that lacks what it has just appended.
+        self._feeds.saw_head(committed[-1].event.seq)
+        self._catch_up.committed_here(committed)
+
     def _publish(self, committed: list[Committed]) -> None:
+        self._feeds.publish(committed)
         announce(committed, self._bodies, self._notifiers)
 
     # Cross-process wake-ups
 
     def _on_notification(self, conn: object, pid: int, channel: str, payload: object) -> None:
+        text = str(payload)
+        if text.startswith(_WEBHOOK_CHANGED):
+            sender, _, webhook_id = text[1:].partition(":")
+            if sender != self._sender:
+                self._feeds.forget(webhook_id)  # it may be deleted, and its feed rows with it
+                self._heard_webhook_change(webhook_id)
+            return
         try:
-            head = int(str(payload))
+            if text.startswith(_PRUNED):
+                self._feeds.pruned_to(int(text[1:]))
+            else:
+                head = int(text)
+                self._feeds.saw_head(head)
+                self._catch_up.heard(head)
         except ValueError:
             return
-        self._catch_up.heard(head)
+
+    def _tell_webhook_changed(self, webhook_id: str) -> None:
+        pass  # told already, by the NOTIFY inside the change's own transaction
+
+    async def _notify_webhook_changed(self, conn: Connection, webhook_ids: list[str]) -> None:
+        """Tell every process, at this transaction's commit, that these webhooks changed."""
+        for webhook_id in webhook_ids:
+            payload = f"{_WEBHOOK_CHANGED}{self._sender}:{webhook_id}"
+            await conn.execute("SELECT pg_notify($1, $2)", self.channel, payload)
 
     async def _listen_forever(self) -> None:
         """Keep one LISTEN connection up, reconnecting with backoff whenever it is lost."""
@@ -355,8 +410,11 @@ class PostgresStorage(Backend):
             lost = asyncio.Event()
             conn.add_termination_listener(lambda _conn: lost.set())
             await conn.add_listener(self.channel, self._on_notification)
-            # Whatever was committed while nobody listened is read now.
+            # Whatever was committed while nobody listened is read now; pages come from memory again
+            # once it is published, and whatever webhooks changed meanwhile are looked at again.
+            self._feeds.resume_at(await conn.fetchval("SELECT seq FROM log_head"))
             self._catch_up.behind()
+            self._heard_webhook_change(None)
             while not lost.is_set():
                 try:
                     await asyncio.wait_for(lost.wait(), self._probe_interval)
@@ -364,17 +422,21 @@ class PostgresStorage(Backend):
                     # A connection that died silently (a dropped network) shows up here.
                     await asyncio.wait_for(conn.fetchval("SELECT 1"), self._probe_interval)
         finally:
+            self._feeds.suspend()
             conn.terminate()
 
     async def _committed_after(self, seq: int, limit: int) -> list[Committed]:
         """The events after `seq`, in seq order, with the webhooks whose feeds they joined."""
         rows = await self.pool.fetch(
             "SELECT e.seq, e.id, e.account_id, e.type, e.body,"
-            " ARRAY(SELECT f.webhook_id FROM feed f WHERE f.seq = e.seq)"
+            f" ARRAY(SELECT f.webhook_id FROM feed f WHERE f.seq = e.seq), {_WATERMARK}"
             " FROM events e WHERE e.seq > $1 ORDER BY e.seq LIMIT $2",
             seq,
             limit,
         )
+        if rows:
+            # Events pruned before this read are missing from it: no feed may cover them as if they had none.
+            self._feeds.pruned_to(int(rows[0][6]))
         return [Committed(StoredEvent(row[0], row[1], row[2], row[3], row[4]), tuple(row[5])) for row in rows]
 
     # Reads
@@ -460,6 +522,9 @@ class PostgresStorage(Backend):
             hooks = [_webhook(row) for row in rows]
             await conn.execute("DELETE FROM feed WHERE webhook_id = ANY($1::text[])", [hook.id for hook in hooks])
             await _forget_deliveries(conn, [hook.id for hook in hooks])
+            await self._notify_webhook_changed(conn, [hook.id for hook in hooks])
+        for hook in hooks:
+            self._feeds.forget(hook.id)
         return sorted(hooks, key=lambda hook: (hook.created_at, hook.id))
 
     # Webhooks
@@ -508,6 +573,7 @@ class PostgresStorage(Backend):
             if row is None:
                 return None
             hook = _webhook(row)
+            await self._notify_webhook_changed(conn, [webhook_id])
             return WebhookChange(hook, await _active_count(conn, hook.account_id))
 
     async def _rotate_secret(
@@ -526,6 +592,7 @@ class PostgresStorage(Backend):
             if row is None:
                 return None
             hook = _webhook(row)
+            await self._notify_webhook_changed(conn, [webhook_id])
             return WebhookChange(hook, await _active_count(conn, hook.account_id))
 
     async def _delete_webhook(self, webhook_id: str) -> WebhookChange | None:
@@ -536,7 +603,10 @@ class PostgresStorage(Backend):
             hook = _webhook(row)
             await conn.execute("DELETE FROM feed WHERE webhook_id = $1", webhook_id)
             await _forget_deliveries(conn, [webhook_id])
-            return WebhookChange(hook, await _active_count(conn, hook.account_id))
+            await self._notify_webhook_changed(conn, [webhook_id])
+            change = WebhookChange(hook, await _active_count(conn, hook.account_id))
+        self._feeds.forget(webhook_id)
+        return change
 
     # The log
 
@@ -601,37 +671,57 @@ class PostgresStorage(Backend):
     async def read_feed_joined(self, webhook_id: str, after_seq: int, limit: int) -> JoinedPage:
         if unstorable(webhook_id):  # the guard of `Backend`, here to spare polling a coroutine
             return JoinedPage(b"", 0, None, False, (await self.log_state()).pruned_through)
-        bodies = self._bodies
+        # Within what this process has heard of every commit: no round trip at all.
+        page = self._feeds.page(webhook_id, after_seq, limit)
+        if page is not None:
+            return page
+        bodies, feeds = self._bodies, self._feeds
         recent = bodies.holds_recent(after_seq, self._catch_up.published_seq)
-        if recent:
+        mark = feeds.mark()
+        if recent and feeds.live:
+            covered_after = feeds.covered_after(webhook_id)
+            if after_seq < covered_after:
+                # A recent cursor below what memory covers: read the feed's seqs up to there once (no bodies),
+                # and this page and the ones after it come from memory.
+                found = await self.pool.fetchrow(_BRIDGE, webhook_id, after_seq, covered_after)
+                assert found is not None
+                feeds.learned(mark, webhook_id, after_seq, found[0], covered_after, found[1], int(found[2]))
+                page = feeds.page(webhook_id, after_seq, limit)
+                if page is not None:
+                    return page
+            # Memory has the page's seqs but not all their bodies: the full read below keeps them.
+        elif recent:
             # Near the head: the page's seqs, has-more and watermark in one round trip, bodies from memory.
             found = await self.pool.fetchrow(_RECENT_PAGE, webhook_id, after_seq, limit)
             assert found is not None  # an aggregate always returns its row
-            count, first, last, pruned = found
+            count, first, last, head, pruned = found
             if not count:
+                feeds.learned(mark, webhook_id, after_seq, (), head, head, int(pruned))
                 return JoinedPage(b"", 0, None, False, int(pruned))
             seqs = gapless_seqs(count, first, last, limit)
             if seqs is not None:
                 joined = bodies.joined(seqs)
                 if joined is not None:
+                    read = range(first, last + 1)
+                    feeds.learned(mark, webhook_id, after_seq, read, last if count > limit else head, head, int(pruned))
                     return JoinedPage(joined, len(seqs), seqs[-1], count > limit, int(pruned))
-        rows = await self.pool.fetch(
-            "SELECT f.seq, e.body FROM feed f JOIN events e ON e.seq = f.seq"
-            " WHERE f.webhook_id = $1 AND f.seq > $2 ORDER BY f.seq LIMIT $3",
-            webhook_id,
-            after_seq,
-            limit + 1,
-        )
-        page = rows[:limit]
-        pruned = await self.pool.fetchval("SELECT value FROM meta WHERE key = 'pruned_through'")
+        rows = await self.pool.fetch(_FULL_PAGE, webhook_id, after_seq, limit)
+        head, pruned = rows[0][2], int(rows[0][3])
+        if rows[0][0] is None:
+            rows = []
+        page_rows = rows[:limit]
         if recent:
-            bodies.add_many((row[0], row[1]) for row in page)
+            bodies.add_many((row[0], row[1]) for row in page_rows)
+        read_seqs = [row[0] for row in rows]
+        feeds.learned(
+            mark, webhook_id, after_seq, read_seqs, read_seqs[-1] if len(rows) > limit else head, head, pruned
+        )
         return JoinedPage(
-            joined=b",".join([row[1] for row in page]),
-            count=len(page),
-            last_seq=page[-1][0] if page else None,
+            joined=b",".join([row[1] for row in page_rows]),
+            count=len(page_rows),
+            last_seq=page_rows[-1][0] if page_rows else None,
             has_more=len(rows) > limit,
-            pruned_through=int(pruned),
+            pruned_through=pruned,
         )
 
     async def prune(self, older_than: int, batch_size: int) -> int:
@@ -656,15 +746,17 @@ class PostgresStorage(Backend):
             await conn.execute(
                 "UPDATE meta SET value = greatest(value::bigint, $1)::text WHERE key = 'pruned_through'", through
             )
-            return count
+            await conn.execute("SELECT pg_notify($1, $2)", self.channel, f"{_PRUNED}{through}")
+        self._feeds.pruned_to(through)
+        return count
 
     # Custom-mode delivery
 
     async def _delivery_state(self, webhook_id: str) -> DeliveryState:
         row = await self.pool.fetchrow(
-            "SELECT cursor_seq, failing_since FROM delivery_state WHERE webhook_id = $1", webhook_id
+            "SELECT cursor_seq, failing_since, breaker_from FROM delivery_state WHERE webhook_id = $1", webhook_id
         )
-        return DeliveryState(row[0], row[1]) if row is not None else DeliveryState(0, None)
+        return DeliveryState(*row) if row is not None else DeliveryState(0, None)
 
     async def _due_deliveries(self, webhook_id: str, now: int, limit: int) -> list[PendingDelivery]:
         rows = await self.pool.fetch(
@@ -770,6 +862,14 @@ class PostgresStorage(Backend):
             " ON CONFLICT (webhook_id) DO UPDATE SET failing_since = excluded.failing_since",
             webhook_id,
             failing_since,
+        )
+
+    async def _restart_breaker(self, webhook_id: str, at: int) -> None:
+        await self.pool.execute(
+            "INSERT INTO delivery_state (webhook_id, breaker_from) VALUES ($1, $2)"
+            " ON CONFLICT (webhook_id) DO UPDATE SET failing_since = NULL, breaker_from = excluded.breaker_from",
+            webhook_id,
+            at,
         )
 
     async def _recover_deliveries(self, webhook_id: str, after_seq: int) -> None:

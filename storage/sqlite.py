@@ -255,7 +255,7 @@ class SQLiteStorage(Backend):
         rows = await self._readers.query("SELECT value FROM meta WHERE key = 'epoch'")
         self._epoch = rows[0][0]
         self._catch_up.start((await self.log_state()).head_seq)
-        woken = self._wake.open(self._catch_up.heard)
+        woken = self._wake.open(self._catch_up.heard, self._heard_webhook_change)
         interval = _HEAD_CHECK_SECONDS if woken else _HEAD_CHECK_WITHOUT_WAKE_SECONDS
         self._head_check = asyncio.create_task(self._check_head_forever(interval), name="hookstream-sqlite-head")
         self._queue.start()
@@ -317,6 +317,9 @@ class SQLiteStorage(Backend):
 
     def _publish(self, committed: list[Committed]) -> None:
         announce(committed, self._bodies, self._notifiers)
+
+    def _tell_webhook_changed(self, webhook_id: str) -> None:
+        self._wake.notify_webhook(webhook_id)
 
     async def _committed_after(self, seq: int, limit: int) -> list[Committed]:
         """The events after `seq`, in seq order, with the webhooks whose feeds they joined."""
@@ -615,9 +618,9 @@ class SQLiteStorage(Backend):
 
     async def _delivery_state(self, webhook_id: str) -> DeliveryState:
         rows = await self._readers.query(
-            "SELECT cursor_seq, failing_since FROM delivery_state WHERE webhook_id = ?", (webhook_id,)
+            "SELECT cursor_seq, failing_since, breaker_from FROM delivery_state WHERE webhook_id = ?", (webhook_id,)
         )
-        return DeliveryState(rows[0][0], rows[0][1]) if rows else DeliveryState(0, None)
+        return DeliveryState(*rows[0]) if rows else DeliveryState(0, None)
 
     async def _due_deliveries(self, webhook_id: str, now: int, limit: int) -> list[PendingDelivery]:
         rows = await self._readers.query(
@@ -707,6 +710,17 @@ class SQLiteStorage(Backend):
             txn.conn.execute("INSERT OR IGNORE INTO delivery_state (webhook_id) VALUES (?)", (webhook_id,))
             txn.conn.execute(
                 "UPDATE delivery_state SET failing_since = ? WHERE webhook_id = ?", (failing_since, webhook_id)
+            )
+
+        await self._write(job)
+
+    async def _restart_breaker(self, webhook_id: str, at: int) -> None:
+
+        def job(txn: _Transaction) -> None:
+            txn.conn.execute("INSERT OR IGNORE INTO delivery_state (webhook_id) VALUES (?)", (webhook_id,))
+            txn.conn.execute(
+                "UPDATE delivery_state SET failing_since = NULL, breaker_from = ? WHERE webhook_id = ?",
+                (at, webhook_id),
             )
 
         await self._write(job)

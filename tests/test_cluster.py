@@ -131,7 +131,11 @@ def test_three_processes_started_together_share_one_log_and_survive_one_being_ki
     on_third = client(third, platform.api_key)
     appended = platform.ingest(account, {"type": "message_received", "data": {"id": "m1"}})
 
-    assert [e["id"] for e in client(second, platform.api_key).feed(hook)] == [appended[0]["id"]]
+    # Another process serves a page as fresh as what it has heard: the commit reaches it in milliseconds.
+    on_second = client(second, platform.api_key)
+    wait_for(
+        lambda: [e["id"] for e in on_second.feed(hook)] == [appended[0]["id"]], what="the event on another process"
+    )
     waiting = long_poll(on_third, hook, appended[0]["seq"])
     first.kill()
     later = client(second, platform.api_key).ingest(account, {"type": "message_received", "data": {"id": "m2"}})
@@ -264,6 +268,103 @@ def test_readers_on_every_process_see_every_event_once_in_order_while_three_proc
         for ids, done in streams:
             done.result(timeout=150)
             assert sorted(ids) == every_id and len(set(ids)) == total
+
+
+class OpenStream:
+    """A webhook's SSE stream read in a thread: the types of the events it sent, and when it ended."""
+
+    def __init__(self, api: Api, webhook_id: str) -> None:
+        self.types: list[str] = []
+        self.ended_at: float | None = None
+        self._opened = threading.Event()
+        self._thread = threading.Thread(target=self._read, args=(api, webhook_id), daemon=True)
+        self._thread.start()
+        assert self._opened.wait(30), "the stream never opened"
+
+    def _read(self, api: Api, webhook_id: str) -> None:
+        with (
+            httpx.Client(base_url=api.server.url, timeout=httpx.Timeout(60, read=60)) as http,
+            http.stream("GET", f"/v2/webhooks/{webhook_id}/stream", headers=api.auth) as stream,
+        ):
+            assert stream.status_code == 200
+            for line in stream.iter_lines():
+                if line.startswith("retry:"):
+                    self._opened.set()
+                elif line.startswith("event:"):
+                    self.types.append(line.partition(":")[2].strip())
+        self.ended_at = time.monotonic()
+
+    def ended_within(self, seconds: float, since: float) -> float:
+        """Seconds from `since` (monotonic) until the stream ended; fails if it is still open `seconds` from now."""
+        self._thread.join(seconds)
+        assert self.ended_at is not None, f"the stream was still open after {seconds}s"
+        return self.ended_at - since
+
+
+def stream_status(api: Api, webhook_id: str) -> int:
+    """The status a client reconnecting to the stream gets (200 would stay open: the headers are enough)."""
+    with httpx.Client(base_url=api.server.url, timeout=30) as http:
+        with http.stream("GET", f"/v2/webhooks/{webhook_id}/stream", headers=api.auth) as response:
+            return response.status_code
+
+
+def test_a_webhook_stopped_or_deleted_on_one_process_ends_its_streams_on_another_even_after_a_kill_9(
+    cluster: Callable[..., list[Server]], client: Callable[..., Api]
+) -> None:
+    changing, streaming, doomed = cluster(3)
+    platform = client(changing)
+    account = platform.create_account()
+    hook = platform.create_webhook(account)["webhook_id"]
+    viewer = client(streaming, platform.api_key)
+    viewer.poll(hook)  # its webhook is now in the streaming process's cache
+    doomed.kill()  # kill -9: a neighbour gone without a word must not stop the others hearing each other
+
+    stream = OpenStream(viewer, hook)
+    sent = time.monotonic()
+    assert platform.http.post(f"/v2/webhooks/{hook}/stop", headers=platform.auth).status_code == 200
+    stopped = stream.ended_within(5, since=sent)
+    assert stream_status(viewer, hook) == 204
+
+    assert platform.http.post(f"/v2/webhooks/{hook}/start", headers=platform.auth).status_code == 200
+    wait_for(lambda: stream_status(viewer, hook) == 200, timeout=5, what="the webhook started on the other process")
+    stream = OpenStream(viewer, hook)
+    sent = time.monotonic()
+    assert platform.http.delete(f"/v2/webhooks/{hook}", headers=platform.auth).status_code == 200
+    deleted = stream.ended_within(5, since=sent)
+    assert stream_status(viewer, hook) == 404
+    # Its cached webhook went with the change: polling there says 404 at once, not a second later.
+    assert viewer.http.get(f"/v2/webhooks/{hook}/events", headers=viewer.auth).status_code == 404
+    # Counted from the request being sent: the change's own HTTP round trip is part of it.
+    print(
+        f"stream on another process ended {stopped * 1000:.1f} ms after a stop, {deleted * 1000:.1f} ms after a delete"
+    )
+    assert stopped < 1 and deleted < 1
+
+
+def test_a_filter_updated_on_one_process_applies_to_a_stream_open_on_another(
+    cluster: Callable[..., list[Server]], client: Callable[..., Api]
+) -> None:
+    changing, streaming = cluster(2)
+    platform = client(changing)
+    account = platform.create_account()
+    hook = platform.create_webhook(account)["webhook_id"]
+    stream = OpenStream(client(streaming, platform.api_key), hook)
+    platform.ingest(
+        account, {"type": "message.new", "data": {"id": "a"}}, {"type": "message.update", "data": {"id": "b"}}
+    )
+    wait_for(lambda: len(stream.types) == 2, timeout=10, what="both events on the stream")
+    response = platform.http.patch(f"/v2/webhooks/{hook}", json={"events": ["message.update"]}, headers=platform.auth)
+    assert response.status_code == 200, response.text
+    # Ingested through the process that streams, whose view of the webhook must not be the old one.
+    on_streaming = client(streaming, platform.api_key)
+    on_streaming.ingest(
+        account, {"type": "message.new", "data": {"id": "c"}}, {"type": "message.update", "data": {"id": "d"}}
+    )
+    wait_for(lambda: len(stream.types) == 3, timeout=10, what="the matching event on the stream")
+    time.sleep(0.3)
+    assert stream.types == ["message.new", "message.update", "message.update"]
+    assert platform.http.post(f"/v2/webhooks/{hook}/stop", headers=platform.auth).status_code == 200
+    stream.ended_within(5, since=time.monotonic())
 
 
 def lease_owners(database_url: str) -> dict[str, str]:

@@ -301,6 +301,58 @@ def test_the_breaker_marks_failing_then_failed_and_start_restarts(start_server, 
         receiver.close()
 
 
+def test_after_start_the_breaker_counts_only_attempts_made_since(start_server, tmp_path: Path) -> None:
+    clock = tmp_path / "clock"
+    now = time.time()
+    clock.write_text(f"{now:.6f}")
+    server = start_server(
+        env={
+            **DELIVERY_ENV,
+            "HOOKSTREAM_RETRY_SCHEDULE": "1h",
+            "HOOKSTREAM_BREAKER_MIN_ATTEMPTS": "3",
+            "HOOKSTREAM_TEST_CLOCK_FILE": str(clock),
+        }
+    )
+    receiver = Receiver(default=500)
+    api = Api(server)
+    try:
+        account = api.create_account()
+        watcher = api.create_webhook(account, events=["webhook.failing", "webhook.failed"])["webhook_id"]
+        webhook = api.create_webhook(account, url=receiver.url, events=["message_received"])
+        hook_url = f"/v2/webhooks/{webhook['webhook_id']}"
+
+        def status() -> tuple[str, bool]:
+            data = api.http.get(hook_url, headers=api.auth).json()["data"]
+            return data["status"], data["is_active"]
+
+        api.ingest(account, message(1), message(2), message(3))
+        wait_until(lambda: status() == ("failing", True), what="failing")
+        # 73 h on, the three retries and three new events fail inside the window: failed, and stopped.
+        clock.write_text(f"{now + 73 * 3600:.6f}")
+        api.ingest(account, message(4), message(5), message(6))
+        wait_until(lambda: status() == ("failed", False), what="failed")
+        assert len(receiver.received()) == 9
+
+        # Started while the receiver still fails: the six failures in the window are history,
+        # so one new failure is below the minimum sample and the webhook stays healthy.
+        clock.write_text(f"{now + 73 * 3600 + 60:.6f}")
+        assert api.http.post(hook_url + "/start", headers=api.auth).json()["data"]["status"] == "healthy"
+        api.ingest(account, message(7))
+        wait_until(lambda: len(receiver.received()) == 10, what="the attempt after start")
+        time.sleep(0.5)
+        assert status() == ("healthy", True)
+        assert [e["type"] for e in api.poll(watcher)["events"]] == ["webhook.failing", "webhook.failed"]
+
+        # Three failures since the start make the minimum sample again: failing, a second time.
+        api.ingest(account, message(8), message(9))
+        wait_until(lambda: status() == ("failing", True), what="failing again")
+        types = [e["type"] for e in api.poll(watcher)["events"]]
+        assert types == ["webhook.failing", "webhook.failed", "webhook.failing"]
+    finally:
+        api.close()
+        receiver.close()
+
+
 def test_kill_9_during_delivery_loses_no_acknowledged_event(start_server, tmp_path: Path) -> None:
     receiver = Receiver(default="hang")
     # The first 30 are acknowledged, then a request hangs: the kill lands while it is in flight.

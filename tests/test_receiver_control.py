@@ -153,6 +153,24 @@ def test_a_410_disables_the_webhook_at_once_and_start_delivers_what_waited(api: 
     assert receiver.event_ids() == [gone["id"], later["id"]]
 
 
+def test_a_410_to_the_test_event_disables_the_webhook_too(api: Api, receiver: Receiver) -> None:
+    receiver.script = [410]
+    account = api.create_account()
+    watcher = api.create_webhook(account, events=["webhook.disabled"])["webhook_id"]
+    webhook_id = api.create_webhook(account, url=receiver.url, events=["message_received"])["webhook_id"]
+    response = api.http.post(f"/v2/webhooks/{webhook_id}/test", headers=api.auth)
+    assert response.status_code == 200, response.text
+    answer = response.json()["data"]
+    assert (answer["status_code"], answer["ok"]) == (410, False)
+    assert "disabled" in answer["error"]
+    assert (hook(api, webhook_id)["status"], hook(api, webhook_id)["is_active"]) == ("disabled", False)
+    (disabled,) = api.poll(watcher)["events"]
+    assert disabled["type"] == "webhook.disabled" and "test event" in disabled["data"]["reason"]
+    api.ingest(account, message(1))
+    time.sleep(0.5)
+    assert receiver.arrivals == 1, "nothing is sent to a disabled webhook"
+
+
 # Rotation with an overlap, HMAC and Ed25519
 
 

@@ -403,6 +403,151 @@ async def test_another_instance_serves_the_same_pages_of_events_it_did_not_commi
         await other.close()
 
 
+async def heard_through(storage: Storage, webhook_id: str, seq: int) -> None:
+    """Wait until `storage` serves the feed up to `seq`: it has heard of that commit (or read it)."""
+    deadline = time.monotonic() + 10
+    while (await storage.read_feed_joined(webhook_id, seq - 1, 1)).count < 1:
+        assert time.monotonic() < deadline, f"seq {seq} never reached the other instance"
+        await asyncio.sleep(0.02)
+
+
+async def same_pages(reader: Storage, truth: Storage, webhook_id: str, limit: int) -> None:
+    """Every page of the reader, read twice (the second from memory), equals the writer's read of the database."""
+    everything = (await truth.read_feed(webhook_id, 0, 100_000)).events
+    for cursor in [0, *[e.seq for e in everything]]:
+        expected = [e for e in everything if e.seq > cursor][:limit]
+        for _ in range(2):
+            page = await reader.read_feed_joined(webhook_id, cursor, limit)
+            assert page.joined == b",".join(e.body for e in expected), f"page after {cursor}"
+            assert page.last_seq == (expected[-1].seq if expected else None)
+            assert page.has_more is (bool(expected) and expected[-1].seq != everything[-1].seq)
+
+
+async def test_pages_of_an_instance_that_only_heard_of_the_commits_have_no_gap_and_no_stale_event(
+    storage_backend: Storage, same_backend: Callable[[], Storage]
+) -> None:
+    """One instance writes, another reads: its pages, from memory or not, are the database's, filters included."""
+    reader = same_backend()
+    await reader.open()
+    try:
+        account_id, everything = await monitored_account(storage_backend)
+        filtered = (await storage_backend.create_webhook(webhook(account_id, ("message.new",)))).webhook
+        # Read before the commits, so the reader's memory starts before them and must grow without holes.
+        assert (await reader.read_feed_joined(filtered.id, 0, 10)).count == 0
+        for round_ in range(4):
+            result = await storage_backend.append(
+                account_id, [event("message.new" if n % 3 else "email.new") for n in range(37)]
+            )
+            await heard_through(reader, everything.id, result.appended[-1].seq)
+            for hook in (everything, filtered):
+                await same_pages(reader, storage_backend, hook.id, 10 + round_)
+        # A stopped webhook's feed stays as it was; a deleted one's is gone on the reader too.
+        await storage_backend.update_webhook(filtered.id, is_active=False)
+        last = (await storage_backend.append(account_id, [event("message.new")])).appended[-1].seq
+        await heard_through(reader, everything.id, last)
+        await same_pages(reader, storage_backend, filtered.id, 25)
+        await storage_backend.delete_webhook(filtered.id)
+        deadline = time.monotonic() + 10
+        while (await reader.read_feed_joined(filtered.id, 0, 100)).count:
+            assert time.monotonic() < deadline, "the reader still serves a deleted webhook's feed"
+            await asyncio.sleep(0.02)
+    finally:
+        await reader.close()
+
+
+async def test_a_reader_paging_while_another_instance_appends_sees_every_event_once_in_order(
+    storage_backend: Storage, same_backend: Callable[[], Storage]
+) -> None:
+    reader = same_backend()
+    await reader.open()
+    try:
+        account_id, hook = await monitored_account(storage_backend)
+        done = asyncio.Event()
+
+        async def write() -> None:
+            for _ in range(40):
+                await storage_backend.append(account_id, [event() for _ in range(7)])
+                await asyncio.sleep(0.002)
+            done.set()
+
+        seen: list[int] = []
+        writer = asyncio.create_task(write())
+        cursor = 0
+        while not done.is_set() or (await reader.read_feed_joined(hook.id, cursor, 1)).count:
+            page = await reader.read_feed_joined(hook.id, cursor, 5)
+            if page.last_seq is not None:
+                seen += [e.seq for e in (await storage_backend.read_feed(hook.id, cursor, page.count)).events]
+                assert seen[-1] == page.last_seq
+                cursor = page.last_seq
+            else:
+                await asyncio.sleep(0.001)
+        await writer
+        assert seen == await feed_seqs(storage_backend, hook.id)
+    finally:
+        await reader.close()
+
+
+async def test_after_a_prune_by_another_instance_a_page_below_the_watermark_says_so(
+    storage_backend: Storage, same_backend: Callable[[], Storage]
+) -> None:
+    reader = same_backend()
+    await reader.open()
+    try:
+        account_id, hook = await monitored_account(storage_backend)
+        old = (await storage_backend.append(account_id, [event() for _ in range(6)])).appended
+        await heard_through(reader, hook.id, old[-1].seq)
+        await same_pages(reader, storage_backend, hook.id, 4)
+        await asyncio.sleep(0.01)
+        cutoff = time.time_ns() // 1000
+        await asyncio.sleep(0.01)
+        young = (await storage_backend.append(account_id, [event()])).appended[0].seq
+        assert await storage_backend.prune(cutoff, 4) == 4
+        deadline = time.monotonic() + 10
+        while (page := await reader.read_feed_joined(hook.id, 0, 100)).pruned_through < old[3].seq:
+            # Until the reader hears of it, a page may still hold the pruned events, but it never skips one.
+            assert page.count == 7 and time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        rest = (await storage_backend.read_feed(hook.id, 0, 100)).events
+        assert page.joined == b",".join(e.body for e in rest) and rest[-1].seq == young
+        assert (await reader.read_feed_joined(hook.id, old[3].seq, 100)).count == 3
+    finally:
+        await reader.close()
+
+
+async def test_another_instance_hears_which_webhooks_were_changed_and_the_changer_does_not(
+    storage_backend: Storage, same_backend: Callable[[], Storage]
+) -> None:
+    other = same_backend()
+    heard: list[str | None] = []
+    own: list[str | None] = []
+    other.watch_webhooks(heard.append)
+    storage_backend.watch_webhooks(own.append)
+    published: list[int] = []
+    other.subscribe(lambda committed, head: published.append(head))
+    await other.open()
+    try:
+        account_id, hook = await monitored_account(storage_backend)
+        # Once it has heard of a commit, the other instance listens: nothing after can go unheard.
+        seq = (await storage_backend.append(account_id, [event()])).appended[0].seq
+        await heard_through(other, hook.id, seq)
+        deadline = time.monotonic() + 10
+        while seq not in published:
+            assert time.monotonic() < deadline, "the other instance never heard of the commit"
+            await asyncio.sleep(0.01)
+        second = (await storage_backend.create_webhook(webhook(account_id))).webhook
+        await storage_backend.update_webhook(hook.id, is_active=False)
+        await storage_backend.update_webhook(second.id, events=("message.new",))
+        await storage_backend.delete_webhook(hook.id)
+        await storage_backend.delete_account(account_id)
+        deadline = time.monotonic() + 10
+        while [h for h in heard if h is not None] != [hook.id, second.id, hook.id, second.id]:
+            assert time.monotonic() < deadline, f"heard only {heard}"
+            await asyncio.sleep(0.01)
+        assert [h for h in own if h is not None] == []
+    finally:
+        await other.close()
+
+
 # Monitors. Lease times are whatever the caller says they are: storage only compares them.
 
 START, LATER = 1_000, 2_000  # metering-clock µs
@@ -765,6 +910,18 @@ async def test_set_failing_since_records_and_clears_the_breaker_without_touching
     assert await storage_backend.delivery_state(hook.id) == DeliveryState(seqs[0], 5_678)
     await storage_backend.set_failing_since(hook.id, None)
     assert await storage_backend.delivery_state(hook.id) == DeliveryState(seqs[0], None)
+
+
+async def test_restart_breaker_clears_failing_and_sets_where_the_window_begins(storage_backend: Storage) -> None:
+    hook, seqs = await delivering(storage_backend, 1)
+    await storage_backend.restart_breaker(hook.id, 900)
+    assert await storage_backend.delivery_state(hook.id) == DeliveryState(0, None, 900)
+    await storage_backend.record_attempt(attempt(hook, seqs[0]), from_cursor=0)
+    await storage_backend.set_failing_since(hook.id, 1_000)
+    await storage_backend.restart_breaker(hook.id, 2_000)
+    assert await storage_backend.delivery_state(hook.id) == DeliveryState(seqs[0], None, 2_000)
+    await storage_backend.set_failing_since(hook.id, 3_000)
+    assert await storage_backend.delivery_state(hook.id) == DeliveryState(seqs[0], 3_000, 2_000)
 
 
 async def test_recover_deliveries_moves_the_cursor_back_never_forward_and_drops_later_retries(

@@ -165,16 +165,20 @@ def test_reconnect_storm_under_a_concurrent_producer_delivers_every_event_once_i
     produced: list[int] = []
     done = threading.Event()
 
+    # Seeded sizes: how many events, and so how many reconnects, is the same on every run and
+    # under any load; only the timing between producer and consumers varies.
+    sizes = random.Random(1)
+
     def produce() -> None:
         with contextlib.closing(Api(server, customer.api_key)) as producer:
             for batch in range(40):
-                appended = producer.ingest(account, *(message(batch * 10 + n) for n in range(random.randint(1, 10))))
+                appended = producer.ingest(account, *(message(batch * 10 + n) for n in range(sizes.randint(1, 10))))
                 produced.extend(a["seq"] for a in appended)
                 time.sleep(random.uniform(0, 0.02))
         done.set()
 
-    def consume(received: list[int], connections: list[int]) -> None:
-        rng = random.Random()
+    def consume(received: list[int], connections: list[int], seed: int) -> None:
+        rng = random.Random(seed)
         with stream_client(server) as client:
             while not (done.is_set() and received[-1:] == produced[-1:]):
                 headers = {**customer.auth, "Last-Event-ID": str(received[-1])} if received else customer.auth
@@ -193,7 +197,7 @@ def test_reconnect_storm_under_a_concurrent_producer_delivers_every_event_once_i
 
     consumers = [([], []) for _ in range(3)]
     threads = [threading.Thread(target=produce)]
-    threads += [threading.Thread(target=consume, args=pair) for pair in consumers]
+    threads += [threading.Thread(target=consume, args=(*pair, seed)) for seed, pair in enumerate(consumers)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -202,7 +206,8 @@ def test_reconnect_storm_under_a_concurrent_producer_delivers_every_event_once_i
     assert len(produced) >= 40
     for received, connections in consumers:
         assert received == produced
-        assert len(connections) > 10
+        # Each connection ends after 1 to 25 events: the storm really reconnected many times.
+        assert len(connections) >= len(produced) // 25 > 5
 
 
 def test_many_live_streams_of_one_webhook_and_a_late_resume_all_get_the_same_events_once_in_order(

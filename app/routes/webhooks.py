@@ -209,6 +209,10 @@ async def start_webhook(request: Request) -> Response:
     webhook = await owned_webhook(request, key)
     ctx = context(request)
     status = "healthy" if webhook.status in STOPPED_STATUSES else None
+    if status is not None and webhook.mode == "custom":
+        # The failures that stopped it are history: without this, the first check after `start`
+        # would count them and mark the webhook failing again before anything new was sent.
+        await delivery_engine(ctx).restart_breaker(webhook.id)
     change = await ctx.storage.update_webhook(webhook.id, is_active=True, status=status)
     return success(webhook_json(await changed(ctx, change, webhook.id)), "start_webhook")
 
