@@ -23,6 +23,12 @@ process builds its own with its own counts.
   up to `RESERVED_FOR_HEALTH` more are accepted to answer `/healthz` only (503 to anything else),
   so the platform's probe still gets through; beyond those a connection is closed at once.
 
+A stream's response can be handed over (`hand_over`, found by the app through the scope's
+`extensions`): once its stream is caught up, the protocol stops treating the connection as an HTTP
+request in flight and the stream writes its chunks to the transport itself, so an idle stream holds
+no task, no request scope and no parser (app/streaming.py). The protocol then only passes on what
+concerns the stream: the connection lost, writing paused and resumed, the server shutting down.
+
 On the hot path (polling over keep-alive) the cost is a few attribute writes and comparisons
 per request; timers are armed only when headers arrive in pieces.
 """
@@ -34,7 +40,8 @@ import functools
 import http
 import logging
 import resource
-from typing import Any, NamedTuple
+from collections import deque
+from typing import Any, NamedTuple, Protocol
 
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -103,6 +110,25 @@ def process_bounds() -> Bounds:
     return Bounds(settings.header_timeout, settings.max_header_bytes, settings.max_body_bytes, max_connections)
 
 
+# The scope's `extensions` key under which a request finds its connection, to hand a stream's response over.
+HAND_OVER = "hookstream.hand_over"
+
+
+class HandedOver(Protocol):
+    """A response that writes to the connection itself, told what happens to it (app/streaming.py)."""
+
+    def connection_lost(self) -> None: ...
+
+    def writing_paused(self) -> None: ...
+
+    def writing_resumed(self) -> None: ...
+
+    def server_closing(self) -> None: ...
+
+
+# A handed-over connection's pipeline: never used again, and holding nothing (maxlen 0).
+_NO_PIPELINE: deque[Any] = deque(maxlen=0)
+
 # Connections waiting for a request's headers, oldest first: the ones a new connection may close at the cap.
 _idle: dict[BoundedHttpToolsProtocol, None] = {}
 
@@ -157,6 +183,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.refused = False
         # Bytes of an unread body still let through before the connection ends; None when not draining.
         self.drain_left: int | None = None
+        # The response that took this connection over (`hand_over`), and what each request's scope offers it.
+        self.handed_over: HandedOver | None = None
+        self.extensions = {HAND_OVER: self}
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -181,6 +210,54 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_waiting()
         super().connection_lost(exc)
+        response, self.handed_over = self.handed_over, None
+        if response is not None:
+            response.connection_lost()
+
+    def hand_over(self, response: HandedOver) -> asyncio.Transport | None:
+        """Let `response` write the rest of the current response to the transport itself; None when it cannot.
+
+        uvicorn's request cycle is marked complete (so the app may return without ending it) and, with
+        the scope, headers and parser, let go: nothing of the request stays but the transport. What the
+        client sends from then on is read and dropped, so its going away is still noticed.
+        """
+        cycle = self.cycle
+        if cycle is None or cycle.disconnected or cycle.response_complete or self.pipeline:
+            return None
+        if self.transport.is_closing():
+            return None
+        cycle.response_complete = True
+        self.handed_over = response
+        self.cycle = None  # type: ignore[assignment]
+        self.scope = None  # type: ignore[assignment]
+        self.headers = None  # type: ignore[assignment]
+        self.parser = None  # type: ignore[assignment]
+        self.url = b""
+        # The response tracks the transport's writing itself; an idle stream need not keep uvicorn's
+        # flow control (an asyncio.Event and its deque) or a pipeline deque of its own.
+        if self.flow.write_paused:
+            response.writing_paused()  # the transport says so only once, and it already has
+        self.flow = None  # type: ignore[assignment]
+        self.pipeline = _NO_PIPELINE
+        return self.transport
+
+    def pause_writing(self) -> None:
+        if self.handed_over is not None:
+            self.handed_over.writing_paused()
+        else:
+            super().pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.handed_over is not None:
+            self.handed_over.writing_resumed()
+        else:
+            super().resume_writing()
+
+    def shutdown(self) -> None:
+        if self.handed_over is not None:
+            self.handed_over.server_closing()
+        else:
+            super().shutdown()
 
     def _stop_waiting(self) -> None:
         _idle.pop(self, None)
@@ -189,6 +266,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.header_timer = None
 
     def data_received(self, data: bytes) -> None:
+        if self.handed_over is not None:
+            return  # a stream's client has nothing more to say; reading on is how its leaving is seen
         self.chunk_bytes = len(data)
         if self.drain_left is not None:
             self.drain_left -= self.chunk_bytes
@@ -231,6 +310,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             if declared is not None and declared > self.bounds.max_body_bytes:
                 refusal = PayloadTooLarge(f"The body is larger than the limit of {self.bounds.max_body_bytes} bytes.")
         if refusal is None:
+            self.scope["extensions"] = self.extensions  # type: ignore[typeddict-item]  # ASGI types extensions as dicts
             super().on_headers_complete()
             return
         self.refused = True

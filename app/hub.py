@@ -16,17 +16,27 @@ then send the same bytes rather than formatting them a thousand times. The
 tail is only right because `publish` sees every commit once and in seq order
 (the storage contract); a stream whose cursor is older than the tail reads
 storage.
+
+A publish hands each watcher one `Growth` (once the commit's own callers have been
+answered): the new events as one HTTP/1.1 chunk, and the seq range a watcher must
+be at for that chunk to be exactly what it misses. A stream parked at the live
+tail then writes those very bytes to its socket in that one loop over the
+webhook's watchers — no task wake-up, no formatting per subscriber (see
+app/streaming.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections import defaultdict, deque
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
 from storage.base import Committed, StoredEvent
+
+logger = logging.getLogger("hookstream.hub")
 
 # Most events a watched webhook's tail holds for its slowest stream before that stream reads storage instead.
 TAIL_LIMIT = 1024
@@ -44,6 +54,22 @@ class TailFrame(NamedTuple):
     frame: bytes
 
 
+class Growth:
+    """What one publish added to a watched feed, ready to write: every event with seq in (`since`, `last`]."""
+
+    __slots__ = ("chunk", "count", "first", "last", "since")
+
+    def __init__(self, since: int, frames: list[TailFrame]) -> None:
+        # Every feed event up to `since` came before this publish: a watcher at a cursor in [since, first)
+        # has sent everything else, so `chunk` is exactly what it misses.
+        self.since = since
+        self.first = frames[0].seq
+        self.last = frames[-1].seq
+        self.count = len(frames)
+        body = frames[0].frame if len(frames) == 1 else b"".join([item.frame for item in frames])
+        self.chunk = b"%x\r\n%b\r\n" % (len(body), body)
+
+
 class FeedWatcher(Protocol):
     """An open stream: told when its webhook's feed grows or the webhook itself changes."""
 
@@ -51,8 +77,8 @@ class FeedWatcher(Protocol):
     def cursor(self) -> int:
         """The seq of the last event this watcher has sent."""
 
-    def feed_grew(self, count: int) -> None:
-        """`count` events joined the feed."""
+    def feed_grew(self, growth: Growth) -> None:
+        """`growth.count` events joined the feed."""
 
     def webhook_changed(self) -> None:
         """The webhook was stopped, started, updated or deleted."""
@@ -66,6 +92,11 @@ class _Tail:
     def __init__(self, covered_after: int) -> None:
         self.covered_after = covered_after
         self.events: deque[TailFrame] = deque()
+
+    @property
+    def last_seq(self) -> int:
+        """Every feed event up to this seq is older than the tail's newest."""
+        return self.events[-1].seq if self.events else self.covered_after
 
     def append(self, event: TailFrame) -> None:
         self.events.append(event)
@@ -92,6 +123,8 @@ class Hub:
         """Wake the readers of every webhook that these events joined."""
         self.head_seq = max(self.head_seq, head_seq)
         grown: dict[str, int] = {}
+        # Per watched webhook: where its tail ended before this publish, and the events it gained.
+        fresh: dict[str, tuple[int, list[TailFrame]]] = {}
         tails = self._tails
         for item in committed:
             framed: TailFrame | None = None
@@ -101,14 +134,33 @@ class Hub:
                 if tail is not None:
                     if framed is None:
                         framed = TailFrame(item.event.seq, event_frame(item.event))
+                    gained = fresh.get(webhook_id)
+                    if gained is None:
+                        gained = fresh[webhook_id] = (tail.last_seq, [])
+                    gained[1].append(framed)
                     tail.append(framed)
-        for webhook_id, count in grown.items():
+        for webhook_id in grown:
             self._set_waiters(webhook_id)
+        if fresh:
+            growths = [(webhook_id, Growth(since, frames)) for webhook_id, (since, frames) in fresh.items()]
+            # Written after the commit's own callers are answered (their wake-ups are queued right after this
+            # call, hence two hops): a producer's next request then does not wait behind a thousand socket
+            # writes, and its commit overlaps them. Each watcher's cursor decides what a growth still gives it.
+            loop = asyncio.get_running_loop()
+            loop.call_soon(loop.call_soon, self._fan_out, growths)
+
+    def _fan_out(self, growths: list[tuple[str, Growth]]) -> None:
+        for webhook_id, growth in growths:
             watchers = self._watchers.get(webhook_id)
-            if watchers:
-                for watcher in list(watchers):
-                    watcher.feed_grew(count)
-                tails[webhook_id].trim(min(watcher.cursor for watcher in watchers))
+            if not watchers:
+                continue
+            for watcher in list(watchers):
+                try:
+                    watcher.feed_grew(growth)
+                except Exception:  # one broken stream must not keep the event from the others
+                    logger.exception("a stream of webhook %s failed to take new events", webhook_id)
+            if watchers:  # empty when the last one went away meanwhile, and the tail with it
+                self._tails[webhook_id].trim(min(watcher.cursor for watcher in watchers))
 
     def wake(self, webhook_id: str) -> None:
         """Wake every reader of this webhook because the webhook changed (stopped, started, updated, deleted)."""

@@ -57,6 +57,7 @@ def machine() -> str:
 
 def plan_from(args: argparse.Namespace) -> Plan:
     quick = args.quick
+    rates = [float(r) for r in args.sse_rate.split(",")]
     subs = (
         [int(n) for n in args.sse_subscribers.split(",")]
         if args.sse_subscribers
@@ -73,7 +74,9 @@ def plan_from(args: argparse.Namespace) -> Plan:
         ingest_connections=16,
         poll_connections=8,
         sse_subscribers=subs,
-        sse_rate=args.sse_rate,
+        sse_rate=max(rates),
+        sse_rates=tuple(rates),
+        memory_streams=args.memory_streams or (1000 if quick else 5000),
         sse_seconds=args.sse_seconds or (3.0 if quick else 10.0),
         throughput_subscribers=args.throughput_subscribers or (200 if quick else 1000),
         throughput_events=args.throughput_events or (500 if quick else 2000),
@@ -100,7 +103,10 @@ def main() -> None:
     parser.add_argument("--listen-events", type=int, help="events hookstream listen forwards (default 20k, quick 5k)")
     parser.add_argument("--export-events", type=int, help="events hookstream export writes (default 1M, quick 100k)")
     parser.add_argument("--sse-subscribers", help="comma-separated fan-out sizes (default 1000,5000; quick 200)")
-    parser.add_argument("--sse-rate", type=float, default=100.0, help="events/s in the fan-out test (default 100)")
+    parser.add_argument(
+        "--sse-rate", default="10,100", help="comma-separated events/s of the fan-out rows (default 10,100)"
+    )
+    parser.add_argument("--memory-streams", type=int, help="idle streams sse-memory opens (default 5000, quick 1000)")
     parser.add_argument("--sse-seconds", type=float, help="publishing time per fan-out trial (default 10, quick 3)")
     parser.add_argument("--throughput-subscribers", type=int, help="default 1000, quick 200")
     parser.add_argument("--throughput-events", type=int, help="default 2000, quick 500")
