@@ -55,6 +55,14 @@ def api(shared_server: Server) -> Iterator[Api]:
 
 
 @pytest.fixture
+def customer(server: Server) -> Iterator[Api]:
+    """A customer with its own API key on the module's `server` (a module that streams defines one)."""
+    client = Api(server)
+    yield client
+    client.close()
+
+
+@pytest.fixture
 def connect() -> Iterator[Callable[..., Api]]:
     """Make customer clients, `connect(server, api_key=None)`; all are closed after the test."""
     clients: list[Api] = []

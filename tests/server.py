@@ -88,7 +88,7 @@ class Server:
         self.env["PORT"] = str(self.port)
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            self.command(),
             cwd=ROOT,
             env=self.env,
             stdout=log,
@@ -105,6 +105,10 @@ class Server:
             except httpx.TransportError:
                 time.sleep(0.05)
         raise RuntimeError(f"server did not start within {timeout}s:\n{self.log()}")
+
+    def command(self) -> list[str]:
+        """What starts the server on `self.port`."""
+        return [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -188,6 +192,12 @@ class Api:
                 cursor = page["lastSeq"]
             if not page["hasMore"]:
                 return events
+
+
+def hosted_webhook(api: Api, **fields: Any) -> tuple[str, str]:
+    """A new account with one active hosted webhook: (account_id, webhook_id)."""
+    account = api.create_account()
+    return account, api.create_webhook(account, **fields)["webhook_id"]
 
 
 def message(n: int) -> dict[str, Any]:

@@ -247,110 +247,105 @@ def test_the_test_event_is_delivered_at_once_and_reports_the_outcome(api: Api, r
     assert (failed["status_code"], failed["ok"]) == (500, False)
 
 
-def test_the_breaker_marks_failing_then_failed_and_start_restarts(start_server, tmp_path: Path) -> None:
-    clock = tmp_path / "clock"
-    now = time.time()
-    clock.write_text(f"{now:.6f}")
-    server = start_server(
-        env={
-            **DELIVERY_ENV,
-            "HOOKSTREAM_RETRY_SCHEDULE": "1h",
-            "HOOKSTREAM_BREAKER_MIN_ATTEMPTS": "3",
-            "HOOKSTREAM_TEST_CLOCK_FILE": str(clock),
-        }
-    )
-    receiver = Receiver(default=500)
-    api = Api(server)
-    try:
-        account = api.create_account()
-        watcher = api.create_webhook(account, events=["webhook.failing", "webhook.failed"])["webhook_id"]
-        webhook = api.create_webhook(account, url=receiver.url, events=["message_received"])
-        hook_url = f"/v2/webhooks/{webhook['webhook_id']}"
+class BreakerScene:
+    """A custom webhook whose receiver fails, on a server whose delivery clock the test moves,
+    and a hosted webhook that watches the account's breaker events."""
 
-        def status() -> tuple[str, bool]:
-            data = api.http.get(hook_url, headers=api.auth).json()["data"]
-            return data["status"], data["is_active"]
+    def __init__(self, start_server: Callable[..., Server], tmp_path: Path) -> None:
+        self.clock = tmp_path / "clock"
+        self.now = time.time()
+        self.at(0)
+        server = start_server(
+            env={
+                **DELIVERY_ENV,
+                "HOOKSTREAM_RETRY_SCHEDULE": "1h",
+                "HOOKSTREAM_BREAKER_MIN_ATTEMPTS": "3",
+                "HOOKSTREAM_TEST_CLOCK_FILE": str(self.clock),
+            }
+        )
+        self.receiver = Receiver(default=500)
+        self.api = Api(server)
+        self.account = self.api.create_account()
+        events = ["webhook.failing", "webhook.failed"]
+        self.watcher = self.api.create_webhook(self.account, events=events)["webhook_id"]
+        webhook = self.api.create_webhook(self.account, url=self.receiver.url, events=["message_received"])
+        self.webhook_id = webhook["webhook_id"]
+        self.hook_url = f"/v2/webhooks/{self.webhook_id}"
 
-        api.ingest(account, message(1), message(2))
-        wait_until(lambda: len(receiver.received()) == 2)
-        time.sleep(0.3)
-        assert status() == ("healthy", True), "below the minimum sample the breaker stays closed"
-        api.ingest(account, message(3))
-        wait_until(lambda: status() == ("failing", True), what="failing")
-        (failing,) = api.poll(watcher)["events"]
-        assert failing["type"] == "webhook.failing"
-        assert failing["data"]["webhook_id"] == webhook["webhook_id"]
+    def at(self, seconds_later: float) -> None:
+        """Set the delivery clock this many seconds after the scene began."""
+        self.clock.write_text(f"{self.now + seconds_later:.6f}")
 
-        clock.write_text(f"{now + 73 * 3600:.6f}")
-        api.ingest(account, message(4))
-        wait_until(lambda: status() == ("failed", False), what="failed")
-        assert [e["type"] for e in api.poll(watcher)["events"]] == ["webhook.failing", "webhook.failed"]
-        received = len(receiver.received())
-        api.ingest(account, message(5))  # the watcher keeps the account monitored
-        time.sleep(0.5)
-        assert len(receiver.received()) == received, "a failed webhook is stopped"
+    def status(self) -> tuple[str, bool]:
+        data = self.api.http.get(self.hook_url, headers=self.api.auth).json()["data"]
+        return data["status"], data["is_active"]
 
-        receiver.default = 200
-        started = api.http.post(hook_url + "/start", headers=api.auth).json()["data"]
-        assert (started["status"], started["is_active"]) == ("healthy", True)
-        (appended,) = api.ingest(account, message(6))
-        wait_until(lambda: appended["id"] in receiver.event_ids(), what="delivery after start")
-        assert status() == ("healthy", True)
-    finally:
-        api.close()
-        receiver.close()
+    def close(self) -> None:
+        self.api.close()
+        self.receiver.close()
 
 
-def test_after_start_the_breaker_counts_only_attempts_made_since(start_server, tmp_path: Path) -> None:
-    clock = tmp_path / "clock"
-    now = time.time()
-    clock.write_text(f"{now:.6f}")
-    server = start_server(
-        env={
-            **DELIVERY_ENV,
-            "HOOKSTREAM_RETRY_SCHEDULE": "1h",
-            "HOOKSTREAM_BREAKER_MIN_ATTEMPTS": "3",
-            "HOOKSTREAM_TEST_CLOCK_FILE": str(clock),
-        }
-    )
-    receiver = Receiver(default=500)
-    api = Api(server)
-    try:
-        account = api.create_account()
-        watcher = api.create_webhook(account, events=["webhook.failing", "webhook.failed"])["webhook_id"]
-        webhook = api.create_webhook(account, url=receiver.url, events=["message_received"])
-        hook_url = f"/v2/webhooks/{webhook['webhook_id']}"
+@pytest.fixture
+def breaker(start_server: Callable[..., Server], tmp_path: Path) -> Iterator[BreakerScene]:
+    scene = BreakerScene(start_server, tmp_path)
+    yield scene
+    scene.close()
 
-        def status() -> tuple[str, bool]:
-            data = api.http.get(hook_url, headers=api.auth).json()["data"]
-            return data["status"], data["is_active"]
 
-        api.ingest(account, message(1), message(2), message(3))
-        wait_until(lambda: status() == ("failing", True), what="failing")
-        # 73 h on, the three retries and three new events fail inside the window: failed, and stopped.
-        clock.write_text(f"{now + 73 * 3600:.6f}")
-        api.ingest(account, message(4), message(5), message(6))
-        wait_until(lambda: status() == ("failed", False), what="failed")
-        assert len(receiver.received()) == 9
+def test_the_breaker_marks_failing_then_failed_and_start_restarts(breaker: BreakerScene) -> None:
+    api, receiver, account, status = breaker.api, breaker.receiver, breaker.account, breaker.status
+    api.ingest(account, message(1), message(2))
+    wait_until(lambda: len(receiver.received()) == 2)
+    time.sleep(0.3)
+    assert status() == ("healthy", True), "below the minimum sample the breaker stays closed"
+    api.ingest(account, message(3))
+    wait_until(lambda: status() == ("failing", True), what="failing")
+    (failing,) = api.poll(breaker.watcher)["events"]
+    assert failing["type"] == "webhook.failing"
+    assert failing["data"]["webhook_id"] == breaker.webhook_id
 
-        # Started while the receiver still fails: the six failures in the window are history,
-        # so one new failure is below the minimum sample and the webhook stays healthy.
-        clock.write_text(f"{now + 73 * 3600 + 60:.6f}")
-        assert api.http.post(hook_url + "/start", headers=api.auth).json()["data"]["status"] == "healthy"
-        api.ingest(account, message(7))
-        wait_until(lambda: len(receiver.received()) == 10, what="the attempt after start")
-        time.sleep(0.5)
-        assert status() == ("healthy", True)
-        assert [e["type"] for e in api.poll(watcher)["events"]] == ["webhook.failing", "webhook.failed"]
+    breaker.at(73 * 3600)
+    api.ingest(account, message(4))
+    wait_until(lambda: status() == ("failed", False), what="failed")
+    assert [e["type"] for e in api.poll(breaker.watcher)["events"]] == ["webhook.failing", "webhook.failed"]
+    received = len(receiver.received())
+    api.ingest(account, message(5))  # the watcher keeps the account monitored
+    time.sleep(0.5)
+    assert len(receiver.received()) == received, "a failed webhook is stopped"
 
-        # Three failures since the start make the minimum sample again: failing, a second time.
-        api.ingest(account, message(8), message(9))
-        wait_until(lambda: status() == ("failing", True), what="failing again")
-        types = [e["type"] for e in api.poll(watcher)["events"]]
-        assert types == ["webhook.failing", "webhook.failed", "webhook.failing"]
-    finally:
-        api.close()
-        receiver.close()
+    receiver.default = 200
+    started = api.http.post(breaker.hook_url + "/start", headers=api.auth).json()["data"]
+    assert (started["status"], started["is_active"]) == ("healthy", True)
+    (appended,) = api.ingest(account, message(6))
+    wait_until(lambda: appended["id"] in receiver.event_ids(), what="delivery after start")
+    assert status() == ("healthy", True)
+
+
+def test_after_start_the_breaker_counts_only_attempts_made_since(breaker: BreakerScene) -> None:
+    api, receiver, account, status = breaker.api, breaker.receiver, breaker.account, breaker.status
+    api.ingest(account, message(1), message(2), message(3))
+    wait_until(lambda: status() == ("failing", True), what="failing")
+    # 73 h on, the three retries and three new events fail inside the window: failed, and stopped.
+    breaker.at(73 * 3600)
+    api.ingest(account, message(4), message(5), message(6))
+    wait_until(lambda: status() == ("failed", False), what="failed")
+    assert len(receiver.received()) == 9
+
+    # Started while the receiver still fails: the six failures in the window are history,
+    # so one new failure is below the minimum sample and the webhook stays healthy.
+    breaker.at(73 * 3600 + 60)
+    assert api.http.post(breaker.hook_url + "/start", headers=api.auth).json()["data"]["status"] == "healthy"
+    api.ingest(account, message(7))
+    wait_until(lambda: len(receiver.received()) == 10, what="the attempt after start")
+    time.sleep(0.5)
+    assert status() == ("healthy", True)
+    assert [e["type"] for e in api.poll(breaker.watcher)["events"]] == ["webhook.failing", "webhook.failed"]
+
+    # Three failures since the start make the minimum sample again: failing, a second time.
+    api.ingest(account, message(8), message(9))
+    wait_until(lambda: status() == ("failing", True), what="failing again")
+    types = [e["type"] for e in api.poll(breaker.watcher)["events"]]
+    assert types == ["webhook.failing", "webhook.failed", "webhook.failing"]
 
 
 def test_kill_9_during_delivery_loses_no_acknowledged_event(start_server, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from httpx_sse import ServerSentEvent, connect_sse
 
-from tests.server import Api, Server, message
+from tests.server import Api, Server, hosted_webhook, message
 
 HEARTBEAT = 0.3
 
@@ -28,19 +28,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server = Server(tmp_path_factory.mktemp("stream"), {"HOOKSTREAM_HEARTBEAT_SECONDS": f"{HEARTBEAT}s"}).start()
     yield server
     server.kill()
-
-
-@pytest.fixture
-def customer(server: Server) -> Iterator[Api]:
-    client = Api(server)
-    yield client
-    client.close()
-
-
-def hosted_webhook(api: Api, **fields: Any) -> tuple[str, str]:
-    """A new account with one active hosted webhook: (account_id, webhook_id)."""
-    account = api.create_account()
-    return account, api.create_webhook(account, **fields)["webhook_id"]
 
 
 def stream_client(server: Server) -> httpx.Client:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.server import Api, Server, message
+from tests.server import Api, Server, hosted_webhook, message
 
 HEARTBEAT = 0.3
 
@@ -31,18 +31,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server = Server(tmp_path_factory.mktemp("fanout"), {"HOOKSTREAM_HEARTBEAT_SECONDS": f"{HEARTBEAT}s"}).start()
     yield server
     server.kill()
-
-
-@pytest.fixture
-def customer(server: Server) -> Iterator[Api]:
-    client = Api(server)
-    yield client
-    client.close()
-
-
-def hosted_webhook(api: Api) -> tuple[str, str]:
-    account = api.create_account()
-    return account, api.create_webhook(account)["webhook_id"]
 
 
 class Subscriber:
@@ -244,30 +232,14 @@ def _seqs(raw: bytes) -> list[int]:
 class PlainUvicorn(Server):
     """The app under uvicorn's own h11 protocol: no connection to hand a stream over to."""
 
-    def start(self, timeout: float = 20.0) -> Server:
-        import subprocess
-
-        import httpx
-
-        self.env["PORT"] = str(self.port)
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--http", "h11"]
-            + ["--host", "127.0.0.1", "--port", str(self.port), "--no-access-log"],
-            cwd=Path(__file__).resolve().parent.parent,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                time.sleep(0.05)
-        raise RuntimeError(f"server did not start:\n{self.log()}")
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--http", "h11"] + [
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--no-access-log",
+        ]
 
 
 def test_under_a_server_that_cannot_hand_over_streams_still_get_every_event_pings_and_end_on_stop(

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from tests.server import Api, Server
+from tests.server import Api, Server, hosted_webhook
 
 ORIGIN = "http://console.example.test"
 
@@ -22,18 +22,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server = Server(tmp_path_factory.mktemp("tokens"), {"HOOKSTREAM_CORS_ORIGINS": ORIGIN}).start()
     yield server
     server.kill()
-
-
-@pytest.fixture
-def customer(server: Server) -> Iterator[Api]:
-    client = Api(server)
-    yield client
-    client.close()
-
-
-def hosted_webhook(api: Api) -> tuple[str, str]:
-    account = api.create_account()
-    return account, api.create_webhook(account)["webhook_id"]
 
 
 def stream_token(api: Api, webhook_id: str) -> dict[str, Any]:
