@@ -79,8 +79,8 @@ class GroupCommit(Generic[J]):
             raise RuntimeError("storage is not open")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._jobs.put_nowait(Pending(job, future))
-        if self._filled is not None and self._jobs.qsize() >= self._awaited and not self._filled.done():
-            self._filled.set_result(None)
+        if self._filled is not None and self._jobs.qsize() >= self._awaited:
+            _fill(self._filled)
         return future
 
     async def _gather(self, expected: int, patience: float) -> None:
@@ -88,7 +88,8 @@ class GroupCommit(Generic[J]):
         loop = asyncio.get_running_loop()
         self._awaited = expected
         self._filled = filled = loop.create_future()
-        timer = loop.call_later(patience, filled.set_result, None)
+        # Not `filled.set_result`: a submit may fill it in the same loop turn the timer fires in.
+        timer = loop.call_later(patience, _fill, filled)
         try:
             await filled
         finally:
@@ -158,3 +159,9 @@ def announce(committed: list[Committed], bodies: RecentBodies, notifiers: Sequen
         add(done.event.seq, done.event.body)
     for notify in notifiers:
         notify(committed, head)
+
+
+def _fill(filled: asyncio.Future[None]) -> None:
+    """End a linger: by the queue reaching its length or by the timer, whichever comes first."""
+    if not filled.done():
+        filled.set_result(None)

@@ -103,3 +103,21 @@ async def test_lingering_waits_no_longer_than_its_share_of_a_commit_for_callers_
         await queue.stop()
     assert results == [100, 101] and disk.batches == [30, 2]
     assert elapsed < COMMIT_SECONDS * (1 + 0.5) + 0.015
+
+
+async def test_a_linger_filled_in_the_turn_its_timer_fires_raises_nothing() -> None:
+    """The submit that fills a linger and the linger's timer can run in the same loop turn."""
+    errors: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    queue = group_commit(SlowDisk(), 0.5)
+    queue.start()
+    try:
+        # Queued first, so it runs in the next turn just before the zero-delay timer `_gather` sets.
+        loop.call_soon(queue.submit, 1)
+        await queue._gather(1, 0.0)
+        await asyncio.sleep(0.01)
+    finally:
+        loop.set_exception_handler(None)
+        await queue.stop()
+    assert errors == []
