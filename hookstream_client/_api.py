@@ -8,7 +8,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from hookstream_client._feed import retry_after
+from hookstream_client._lines import ACCEPT, lines_page
 from hookstream_client.errors import ApiError, HookstreamError, api_error
+from hookstream_client.models import LinesPage
 
 if TYPE_CHECKING:  # not at run time: `hookstream export` reads pages with http.client and starts faster without httpx
     import httpx
@@ -20,12 +22,14 @@ DEFAULT_HEARTBEAT = 15.0
 
 
 class Call(NamedTuple):
-    """One request: method, path, query parameters, JSON body."""
+    """One request: method, path, query parameters, JSON body, extra headers, and a longer read timeout (s)."""
 
     method: str
     path: str
     params: dict[str, Any] | None = None
     body: dict[str, Any] | None = None
+    headers: dict[str, str] | None = None
+    read_timeout: float | None = None
 
 
 def body_of(**fields: Any) -> dict[str, Any]:
@@ -53,6 +57,25 @@ def error_of(status: int, headers: Mapping[str, str], body: bytes) -> ApiError:
             reason = ""
         message = f"The server answered {status} {reason}".rstrip() + "."
     return api_error(status, code, message, field, retry_after(headers))
+
+
+def lines_call(webhook_id: str, after: int | None, limit: int | None, wait: float | None) -> Call:
+    """One polling page asked for as JSON Lines (read its answer with `lines_answer`); a long poll reads longer."""
+    params = body_of(afterSeq=after, limit=limit, wait=wait)
+    return Call(
+        "GET",
+        f"/v2/webhooks/{webhook_id}/events",
+        params,
+        headers={"accept": ACCEPT},
+        read_timeout=(wait or 0.0) + DEFAULT_TIMEOUT,
+    )
+
+
+def lines_answer(response: httpx.Response) -> LinesPage:
+    """The JSON Lines page of a `lines_call`, or a JSON page cut into the same lines; raises any error."""
+    if response.status_code != 200:
+        raise error_from(response)
+    return lines_page(response.headers.get("content-type"), response.headers, response.content)
 
 
 def answer(response: httpx.Response, *, whole: bool = False) -> Any:

@@ -24,6 +24,8 @@ from hookstream_client._api import (
     body_of,
     error_from,
     headers_for,
+    lines_answer,
+    lines_call,
     transport_message,
 )
 from hookstream_client._feed import (
@@ -38,7 +40,6 @@ from hookstream_client._feed import (
     parse_page,
     retry_after,
 )
-from hookstream_client._lines import ACCEPT, lines_page
 from hookstream_client.cursor import CursorStore
 from hookstream_client.errors import (
     CursorAhead,
@@ -75,7 +76,11 @@ class Client:
 
     def _send(self, call: Call) -> httpx.Response:
         try:
-            return self._http.request(call.method, call.path, params=call.params, json=call.body)
+            read = call.read_timeout
+            timeout = httpx.USE_CLIENT_DEFAULT if read is None else httpx.Timeout(DEFAULT_TIMEOUT, read=read)
+            return self._http.request(
+                call.method, call.path, params=call.params, json=call.body, headers=call.headers, timeout=timeout
+            )
         except httpx.TransportError as exc:
             raise TransportError(transport_message(exc, self.base_url)) from exc
 
@@ -198,17 +203,7 @@ class Client:
         Asks for `application/x-ndjson`; a server that answers JSON (one from before JSON Lines pages) is
         read too, its page cut into the same lines.
         """
-        params = body_of(afterSeq=after, limit=limit, wait=wait)
-        timeout = httpx.Timeout(DEFAULT_TIMEOUT, read=(wait or 0.0) + DEFAULT_TIMEOUT)
-        try:
-            response = self._http.get(
-                f"/v2/webhooks/{webhook_id}/events", params=params, headers={"accept": ACCEPT}, timeout=timeout
-            )
-        except httpx.TransportError as exc:
-            raise TransportError(transport_message(exc, self.base_url)) from exc
-        if response.status_code != 200:
-            raise error_from(response)
-        return lines_page(response.headers.get("content-type"), response.headers, response.content)
+        return lines_answer(self._send(lines_call(webhook_id, after, limit, wait)))
 
     def events(
         self,
